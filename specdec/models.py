@@ -94,9 +94,12 @@ def load_directory(path: Path, dtype: torch.dtype, device: torch.device) -> tupl
 
 
 def load_gguf(path: Path, dtype: torch.dtype, device: torch.device) -> tuple[Any, Any]:
-    """Model and tokenizer de-quantized from a local ``.gguf`` file."""
+    """Model and tokenizer from a local ``.gguf`` file, always de-quantized to a dense model."""
+    from transformers import GgufConfig
+
     kwargs = {"gguf_file": path.name, "local_files_only": True}
-    model = _auto_model(str(path.parent), dtype, **kwargs)
+    dense = GgufConfig(gguf_file=path.name, dequantize=True)
+    model = _auto_model(str(path.parent), dtype, quantization_config=dense, **kwargs)
     tokenizer = _auto_tokenizer(str(path.parent), **kwargs)
     return _finish(model, device), tokenizer
 
@@ -137,6 +140,9 @@ def _load_asset_preset(name: str, dtype: torch.dtype, device: torch.device, cach
     gguf = fetch_asset(spec, cache_dir=cache_dir)
     model, tokenizer = load_gguf(gguf, dtype, device)
     _save_converted(model, tokenizer, converted)
+    if (converted / "config.json").is_file():  # same code path as every later load
+        del model
+        model, tokenizer = load_directory(converted, dtype, device)
     return model, tokenizer, str(gguf)
 
 
