@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+from specdec.fixtures import FixtureSpec, fixture_pair, random_model
+
+
+@pytest.fixture(scope="session")
+def pair():
+    """(target, draft) that agree most of the time but not always."""
+    return fixture_pair(FixtureSpec(eps=0.2))
+
+
+@pytest.fixture(scope="session")
+def unrelated_draft():
+    """A random 2-layer model with the fixture's vocabulary: it almost never agrees."""
+    return random_model(FixtureSpec(), layers=2, seed=123)
+
+
+@pytest.fixture
+def prompt():
+    return torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(7))
