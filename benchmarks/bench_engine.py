@@ -1,0 +1,139 @@
+"""Loop overhead benchmark: our baseline vs ``model.generate`` and our speculative decoding vs
+HF assisted generation at the same N, on the tunable fixture pair (no downloads).
+
+Both sides of each comparison do the same model work, so the ratio measures per-step Python
+work, tensor copies, syncs and cache handling. Protocol: warm-up, then interleaved A B A B
+repeats; medians with min-max spread; hardware, dtype and versions are printed and saved.
+
+    python benchmarks/bench_engine.py --repeats 7 --out benchmarks/results/engine.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import transformers
+
+from specdec import autoregressive_generate, speculative_generate
+from specdec.fixtures import FixtureSpec, fixture_pair
+from specdec.hf_assisted import hf_assisted_generate
+
+
+@dataclass
+class Comparison:
+    """Timings of one A-vs-B pair over interleaved repeats."""
+
+    name: str
+    a: str
+    b: str
+    a_times_s: list[float]
+    b_times_s: list[float]
+    outputs_match: bool
+
+    @property
+    def ratio(self) -> float:
+        """Median speed of B relative to A (>1: B is faster)."""
+        return statistics.median(self.a_times_s) / statistics.median(self.b_times_s)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def timed(fn: Callable[[], list[int]]) -> tuple[float, list[int]]:
+    t0 = time.perf_counter()
+    tokens = fn()
+    return time.perf_counter() - t0, tokens
+
+
+def interleave(name: str, a: tuple[str, Callable], b: tuple[str, Callable], repeats: int, warmup: int) -> Comparison:
+    """Run A and B alternately (A B A B ...) after ``warmup`` unmeasured pairs."""
+    for _ in range(warmup):
+        a[1](), b[1]()
+    ta, tb, match = [], [], True
+    for _ in range(repeats):
+        t, out_a = timed(a[1])
+        ta.append(t)
+        t, out_b = timed(b[1])
+        tb.append(t)
+        match &= out_a == out_b
+    return Comparison(name, a[0], b[0], ta, tb, match)
+
+
+def spread(times: list[float]) -> str:
+    return f"{statistics.median(times) * 1e3:8.1f} ms [{min(times) * 1e3:.1f}-{max(times) * 1e3:.1f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=4, help="draft tokens per step (N)")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--eps", type=float, default=0.05, help="fixture agreement knob (0.05: ~0.74)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--out", type=Path, default=None, help="write a JSON record here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    spec = FixtureSpec(vocab_size=8192, hidden_size=768, num_layers=12, draft_layers=2, num_heads=12,
+                       eps=args.eps, max_position_embeddings=2048)
+    target, draft = fixture_pair(spec)
+    prompt = torch.randint(0, spec.vocab_size, (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
+    T, N = args.new_tokens, args.n
+
+    def hf_generate() -> list[int]:
+        out = target.generate(prompt, max_new_tokens=T, do_sample=False, eos_token_id=None, pad_token_id=0)
+        return out[0, prompt.shape[1]:].tolist()
+
+    comparisons = [
+        interleave("baseline vs model.generate",
+                   ("model.generate", hf_generate),
+                   ("ours autoregressive", lambda: autoregressive_generate(target, prompt, T).tokens),
+                   args.repeats, args.warmup),
+        interleave(f"speculative vs HF assisted (N={N})",
+                   ("HF assisted", lambda: hf_assisted_generate(target, draft, prompt, N, T).tokens),
+                   ("ours speculative", lambda: speculative_generate(target, draft, prompt, N, T).tokens),
+                   args.repeats, args.warmup),
+    ]
+    spec_res = speculative_generate(target, draft, prompt, N, T)
+    env = {
+        "cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": "float32",
+        "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "fixture": asdict(spec),
+        "prompt_len": args.prompt_len, "new_tokens": T, "n": N,
+        "acceptance_rate": spec_res.stats.acceptance_rate, "tokens_per_step": spec_res.stats.tokens_per_step,
+    }
+    print(f"# {env['cpu']}, {env['threads']} threads, fp32, torch {env['torch']}, "
+          f"transformers {env['transformers']}")
+    print(f"# fixture 12x768 target / first-2-layer draft, eps {args.eps}: alpha {env['acceptance_rate']:.2f}, "
+          f"tau {env['tokens_per_step']:.2f}; {T} new tokens, prompt {args.prompt_len}, {args.repeats} repeats")
+    for c in comparisons:
+        print(f"{c.name:38s} {c.a:>20s} {spread(c.a_times_s)} | {c.b:>20s} {spread(c.b_times_s)} "
+              f"| {c.b} / {c.a} speed {c.ratio:.3f}x | outputs match: {c.outputs_match}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"env": env, "comparisons": [dict(asdict(c), ratio=c.ratio) for c in comparisons]}
+        args.out.write_text(json.dumps(record, indent=2))
+    return 0 if all(c.outputs_match for c in comparisons) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
