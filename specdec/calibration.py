@@ -1,0 +1,168 @@
+"""Measured costs for the cost model: c = draft step / target step and v(N), per model pair.
+
+``measure_costs`` times one-token decodes of p (target) and q (draft) and a target pass over
+N + 1 tokens, each from a KV cache prefilled on the prompt and cropped back after every timed
+forward (medians of ``repeats`` after ``warmup``). ``CalibrationCache`` keeps the result per
+(target, draft, dtype, device) so "auto" N calibrates once per process, or once per machine
+when given a JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from .cache import crop_to
+
+
+@dataclass
+class Costs:
+    """Seconds per one-token step of p and q, c = q / p, and v(N) = t(N+1 tokens) / t(1 token)."""
+
+    target_step_s: float
+    draft_step_s: float
+    c: float
+    verify_cost: dict[int, float]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Costs":
+        return cls(float(d["target_step_s"]), float(d["draft_step_s"]), float(d["c"]),
+                   {int(k): float(v) for k, v in d["verify_cost"].items()})
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor) -> DynamicCache:
+    cache = DynamicCache(config=model.config)
+    model(prompt_ids.to(model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return cache
+
+
+def _median_forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor,
+                      repeats: int, warmup: int, logits_to_keep: int = 0) -> float:
+    """Median seconds of one cached forward over ``block``; the cache is cropped back each time."""
+    base = cache.get_seq_length()
+    times = []
+    for i in range(warmup + repeats):
+        _sync(block.device)
+        t0 = time.perf_counter()
+        model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
+        _sync(block.device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+        crop_to(cache, base)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt_ids: torch.Tensor,
+                  ns: Iterable[int] = range(1, 17), repeats: int = 5, warmup: int = 2) -> Costs:
+    """Time p's and q's one-token decode and p's (N+1)-token verify pass after a prefilled prompt.
+
+    Forwards: 2 prefills + (warmup + repeats) × (2 + len(ns)). ``draft`` None (a drafter
+    without a model, e.g. prompt lookup) gives c = 0. ``verify_cost[0] = 1``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    last = prompt_ids[:, -1:].to(target.device)
+    cache = _prefill(target, prompt_ids)
+    # The engine's verify pass keeps all logits; a one-token target decode is the same call.
+    t1 = _median_forward_s(target, cache, last, repeats, warmup)
+    verify = {0: 1.0}
+    for n in ns:
+        if n < 1:
+            raise ValueError(f"ns must be >= 1, got {n}")
+        tn = _median_forward_s(target, cache, last.repeat(1, n + 1), repeats, warmup)
+        verify[int(n)] = tn / t1
+    td = 0.0
+    if draft is not None:
+        dcache = _prefill(draft, prompt_ids)
+        td = _median_forward_s(draft, dcache, last.to(draft.device), repeats, warmup, logits_to_keep=1)
+    return Costs(target_step_s=t1, draft_step_s=td, c=td / t1, verify_cost=verify)
+
+
+def _model_key(model: PreTrainedModel | None) -> tuple[str, bool]:
+    """(key part, persistable): name_or_path when the model has one, else its id (this process only)."""
+    if model is None:
+        return "none", True
+    name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
+    param = next(model.parameters())
+    where = f"{param.dtype}|{param.device}"
+    if name:
+        return f"{name}|{where}", True
+    return f"id:{id(model)}|{where}", False
+
+
+def default_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache_dir>/calibration.json``; the dir defaults to $SPECDEC_CACHE or ~/.cache/specdec."""
+    root = cache_dir or os.environ.get("SPECDEC_CACHE") or Path.home() / ".cache" / "specdec"
+    return Path(root) / "calibration.json"
+
+
+@dataclass
+class CalibrationCache:
+    """Costs per (target, draft) × dtype × device; persisted to ``path`` as JSON when given.
+
+    Models without a name_or_path (built in code) are keyed by id and never persisted.
+    """
+
+    path: Path | None = None
+    entries: dict[str, Costs] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self.path = Path(self.path)
+            if self.path.exists():
+                data = json.loads(self.path.read_text())
+                self.entries.update({k: Costs.from_json(v) for k, v in data.items()})
+
+    @staticmethod
+    def key(target: PreTrainedModel, draft: PreTrainedModel | None) -> tuple[str, bool]:
+        (kt, pt), (kd, pd) = _model_key(target), _model_key(draft)
+        return f"target={kt};draft={kd}", pt and pd
+
+    def get(self, target: PreTrainedModel, draft: PreTrainedModel | None) -> Costs | None:
+        return self.entries.get(self.key(target, draft)[0])
+
+    def put(self, target: PreTrainedModel, draft: PreTrainedModel | None, costs: Costs) -> None:
+        key, persistable = self.key(target, draft)
+        self.entries[key] = costs
+        if self.path is not None and persistable:
+            self._save()
+
+    def get_or_measure(self, target: PreTrainedModel, draft: PreTrainedModel | None,
+                       prompt_ids: torch.Tensor, **measure_kwargs) -> Costs:
+        """Cached costs for the pair, measuring them (``measure_costs``) on first use."""
+        costs = self.get(target, draft)
+        if costs is None:
+            costs = measure_costs(target, draft, prompt_ids, **measure_kwargs)
+            self.put(target, draft, costs)
+        return costs
+
+    def _save(self) -> None:
+        keep = {}
+        for k, v in self.entries.items():
+            if "id:" not in k:
+                keep[k] = v.to_json()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(keep, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+# Used by specdec.autotune only when no cache is passed: in memory, this process only.
+DEFAULT_CACHE = CalibrationCache()
