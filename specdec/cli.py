@@ -1,0 +1,229 @@
+"""Command line: ``specdec run|plot|generate|distill``; ``main(argv) -> int``; errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+EXIT_USAGE = 2
+DEFAULT_OUTPUT = "exp_results/experiment_results.csv"
+FULL_GRID = {"prompt_lengths": "64,128,512", "max_tokens": "32,64,128,256", "n": "1,2,3,4,6,8",
+             "repeats": 3, "warmup": 1, "prompts_per_cell": 2, "fixed_max_tokens": 64}
+QUICK_GRID = {"prompt_lengths": "64,128", "max_tokens": "32,64", "n": "1,2,4",
+              "repeats": 1, "warmup": 1, "prompts_per_cell": 1, "fixed_max_tokens": 32}
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def parse_int_grid(text: str, name: str, allow_auto: bool = False) -> tuple:
+    """``"1,2,auto"`` → ``(1, 2, "auto")``; UsageError for empty, non-numeric or < 1 values."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"--{name} is empty; give comma-separated integers")
+    out: list = []
+    for item in items:
+        if allow_auto and item == "auto":
+            out.append("auto")
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise UsageError(f"--{name}: {item!r} is not an integer" + (" or 'auto'" if allow_auto else ""))
+        if value < 1:
+            raise UsageError(f"--{name}: values must be >= 1, got {value}")
+        out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def _names(text: str, flag: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not items:
+        raise UsageError(f"--{flag} is empty")
+    for item in items:
+        if item not in known:
+            raise UsageError(f"--{flag}: unknown name {item!r}; choose from {', '.join(known)}")
+    return items
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Flags choosing the pair, device and dtype (shared by run and generate)."""
+    p.add_argument("--pair", default="default", help="pair preset: default, smollm2, qwen-coder, llama-3.2")
+    p.add_argument("--big_model", "--big-model", dest="big_model", help="target: preset, .gguf, directory or hub id")
+    p.add_argument("--small_model", "--small-model", dest="small_model", help="draft: preset, .gguf, directory or hub id")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"],
+                   help="auto: float16 on CUDA, bfloat16 on CPUs with native bf16, else float32")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_parser(prog: str = "specdec run") -> Parser:
+    """Flags of the study (``main.py`` takes the same)."""
+    p = Parser(prog=prog, description="Run the speed study and write CSV, provenance, summary and plots.")
+    add_model_args(p)
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help="results CSV; plots and JSON go beside it")
+    p.add_argument("--experiments", default="prompt_length,max_tokens,n")
+    p.add_argument("--methods", default=None, help="extras for the N experiment: auto,prompt-lookup,hf-assisted,hf-default")
+    p.add_argument("--prompt-lengths", dest="prompt_lengths")
+    p.add_argument("--max-tokens", dest="max_tokens")
+    p.add_argument("--n", dest="n", help="N grid; may include auto")
+    p.add_argument("--fixed-prompt-length", dest="fixed_prompt_len", type=int, default=128)
+    p.add_argument("--fixed-max-tokens", dest="fixed_max_tokens", type=int)
+    p.add_argument("--fixed-n", dest="fixed_n", type=int, default=4)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--prompts-per-cell", dest="prompts_per_cell", type=int)
+    p.add_argument("--quick", action="store_true", help="small grid (a few minutes on CPU)")
+    p.add_argument("--resume", action="store_true", help="skip cells already in --output")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def pair_specs(args) -> tuple[str, str]:
+    """(target, draft) specs from --pair, overridden by --big_model/--small_model."""
+    from .models import PAIRS
+
+    if args.pair not in PAIRS:
+        raise UsageError(f"--pair: unknown pair {args.pair!r}; choose from {', '.join(PAIRS)}")
+    target, draft = PAIRS[args.pair]
+    return args.big_model or target, args.small_model or draft
+
+
+def study_config(args):
+    """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
+    from .experiments import EXPERIMENTS, EXTRA_METHODS, StudyConfig, available_methods, study_dtype
+    from .models import resolve_device
+
+    grid = {**FULL_GRID, **(QUICK_GRID if args.quick else {})}
+    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else grid[name]  # noqa: E731
+    if args.methods is None:
+        methods = available_methods()
+    else:
+        methods = _names(args.methods, "methods", EXTRA_METHODS)
+        missing = [m for m in methods if m not in available_methods()]
+        if missing:
+            raise UsageError(f"--methods: {', '.join(missing)} not available in this installation")
+    target, draft = pair_specs(args)
+    device = resolve_device(args.device)
+    cfg = StudyConfig(
+        target=target, draft=draft, device=str(device), dtype=study_dtype(args.dtype, device.type),
+        temperature=args.temperature, seed=args.seed, repeats=pick("repeats"), warmup=pick("warmup"),
+        prompts_per_cell=pick("prompts_per_cell"),
+        experiments=_names(args.experiments, "experiments", EXPERIMENTS),
+        prompt_lengths=parse_int_grid(pick("prompt_lengths"), "prompt-lengths"),
+        max_tokens=parse_int_grid(pick("max_tokens"), "max-tokens"),
+        ns=parse_int_grid(pick("n"), "n", allow_auto=True),
+        fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
+        fixed_n=args.fixed_n, methods=methods)
+    if "auto" in cfg.ns and "auto" not in cfg.methods:
+        if "auto" not in available_methods():
+            raise UsageError("--n auto needs specdec.autotune, which is not available")
+    cfg.validate()
+    return cfg
+
+
+def cmd_run(argv: list[str]) -> int:
+    """Parse, check everything that needs no model, load the pair, run, plot, summarize."""
+    from .experiments import check_resume, check_writable, run_study
+    from .models import load_model, shared_vocab_size
+    from .plots import make_plots
+    from .summary import to_markdown
+
+    args = run_parser().parse_args(argv)
+    cfg = study_config(args)
+    out = Path(args.output)
+    check_writable(out)
+    if args.resume:
+        check_resume(cfg, out)
+    t0 = time.perf_counter()
+    target = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
+    draft = load_model(cfg.draft, device=cfg.device, dtype=cfg.dtype)
+    shared_vocab_size(target, draft)
+    if target.tokenizer is None:
+        raise ValueError(f"target {cfg.target!r} has no tokenizer; the study needs one to build prompts")
+    summary = run_study(cfg, target, draft, out, resume=args.resume, show_progress=not args.no_progress)
+    plots = make_plots(out)
+    print(to_markdown(summary), end="")
+    print(f"wrote {out}, {len(plots)} plots in {out.parent} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    """Re-draw the five figures from a results CSV (no torch import)."""
+    p = Parser(prog="specdec plot", description="Re-draw the study's plots from its CSV.")
+    p.add_argument("csv")
+    p.add_argument("--out-dir", default=None, help="default: beside the CSV")
+    args = p.parse_args(argv)
+    path = Path(args.csv)
+    if not path.is_file():
+        raise UsageError(f"no such results CSV: {path}")
+    from .plots import make_plots
+
+    for written in make_plots(path, Path(args.out_dir) if args.out_dir else None):
+        print(written)
+    return 0
+
+
+def cmd_generate(argv: list[str]) -> int:
+    """Generate from one prompt, optionally streaming with accepted drafts marked."""
+    from .stream import generate_main
+
+    p = Parser(prog="specdec generate", description="Generate text from one prompt.")
+    add_model_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--n", default="4", help="draft tokens per step, or auto")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
+    p.add_argument("--method", default="speculative",
+                   choices=["speculative", "auto", "prompt-lookup", "hf-assisted", "hf-default", "baseline"])
+    p.add_argument("--stream", action="store_true")
+    p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    args = p.parse_args(argv)
+    args.n = parse_int_grid(args.n, "n", allow_auto=True)[0]
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    args.big_model, args.small_model = pair_specs(args)
+    return generate_main(args)
+
+
+def cmd_distill(argv: list[str]) -> int:
+    from .distill import main as distill_main
+
+    return distill_main(argv)
+
+
+COMMANDS = {"run": cmd_run, "plot": cmd_plot, "generate": cmd_generate, "distill": cmd_distill}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``specdec <command> ...``; returns the exit status (2 and one line on stderr for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: specdec {run,plot,generate,distill} ...  (specdec <command> --help for flags)")
+        return 0 if argv else EXIT_USAGE
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"specdec: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[command](rest)
+    except UsageError as exc:
+        print(f"specdec {command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"specdec: error: {text}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("specdec: interrupted; finished rows are kept (rerun with --resume)", file=sys.stderr)
+        return 130
+    return EXIT_USAGE
