@@ -134,6 +134,28 @@ def study_config(args):
     return cfg
 
 
+def check_context(spec: str, longest: int) -> None:
+    """Before loading: ValueError when a local model directory's context is shorter than ``longest``."""
+    import json
+
+    config = Path(spec).expanduser() / "config.json"
+    if not config.is_file():
+        return  # presets, .gguf files and hub ids are checked after loading
+    try:
+        context = json.loads(config.read_text()).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return
+    if context is not None and longest > context:
+        raise ValueError(f"prompt length + max tokens up to {longest} exceeds the target's context of {context} tokens")
+
+
+def quiet_loading() -> None:
+    """Hide transformers' per-load progress bars; the study has its own."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def cmd_run(argv: list[str]) -> int:
     """Parse, check everything that needs no model, load the pair, run, plot, summarize."""
     from .experiments import check_resume, check_writable, run_study
@@ -147,6 +169,8 @@ def cmd_run(argv: list[str]) -> int:
     check_writable(out)
     if args.resume:
         check_resume(cfg, out)
+    check_context(cfg.target, cfg.longest_request())
+    quiet_loading()
     t0 = time.perf_counter()
     target = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
     draft = load_model(cfg.draft, device=cfg.device, dtype=cfg.dtype)

@@ -35,7 +35,7 @@ def _errbar(ax, s: pd.DataFrame, label: str, offset: float = 0.0, **kw) -> None:
 
 def _title(df: pd.DataFrame, what: str) -> str:
     row = df.iloc[0]
-    return f"{what}\ntarget {row.target_model}, draft {row.draft_model} ({row.dtype}, {row.device})"
+    return f"{what}\ntarget {row['target_model']}, draft {row['draft_model']} ({row['dtype']}, {row['device']})"
 
 
 def _empty(path: Path, what: str) -> None:
@@ -73,7 +73,7 @@ def plot_length_effect(df: pd.DataFrame, experiment: str, axis: str, xlabel: str
 
 def _hline(ax, sel: pd.DataFrame, col: str, label: str, style: str, color: str) -> None:
     if not sel.empty:
-        ax.axhline(sel[col].median(), linestyle=style, color=color, label=f"{label}: {sel[col].median():.2f}")
+        ax.axhline(sel[col].median(), linestyle=style, color=color, label=f"{label}: {sel[col].median():.2f} s")
 
 
 def plot_n_effect(df: pd.DataFrame, path: Path) -> None:

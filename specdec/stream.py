@@ -27,10 +27,11 @@ class StreamPrinter:
         if not ids:
             return
         self.tokens.extend(ids)
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
-            return
-        new = text[len(self.shown):] if text.startswith(self.shown) else text
+        # A trailing U+FFFD may be an incomplete multi-byte character: hold it until the rest arrives.
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True).rstrip("\ufffd")
+        if not text.startswith(self.shown):
+            return  # the tokenizer re-segmented earlier text; print the difference at finish
+        new = text[len(self.shown):]
         self.shown = text
         if not new:
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -42,3 +45,14 @@ def save_tiny_pair(root: Path, eps: float = 0.05) -> tuple[Path, Path]:
         loaded.model.save_pretrained(path)
         loaded.tokenizer.save_pretrained(path)
     return paths
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one thread: tiny models on a shared, busy CPU are far faster without thread contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,85 @@
+import csv
+
+import pytest
+from _tiny import one_thread, tiny_pair
+
+from specdec.experiments import COLUMNS, StudyConfig, cells, check_resume, run_study, study_dtype
+
+CFG = StudyConfig(target="tiny-target", draft="tiny-draft", prompt_lengths=(96,), max_tokens=(6,),
+                  ns=(2,), repeats=2, warmup=0, prompts_per_cell=1, fixed_prompt_len=96,
+                  fixed_max_tokens=6, fixed_n=2, methods=("prompt-lookup",))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny_pair(eps=0.05)
+
+
+def _rows(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cells_cover_grid():
+    kinds = [(c.experiment, c.method, c.n_draft) for c in cells(CFG)]
+    assert kinds == [("prompt_length", "speculative", 2), ("max_tokens", "speculative", 2),
+                     ("n", "speculative", 2), ("n", "prompt-lookup", 2)]
+
+
+def test_study_dtype_auto():
+    assert study_dtype("bfloat16", "cpu") == "bfloat16"
+    assert study_dtype("auto", "cuda") == "float16"
+    assert study_dtype("auto", "cpu") in ("float32", "bfloat16")
+
+
+def test_run_writes_rows_greedy_match_and_resume(tmp_path, models):
+    out = tmp_path / "r.csv"
+    seen = []
+
+    def interrupt(row):
+        seen.append(row)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(CFG, *models, out, on_row=interrupt, show_progress=False)
+    assert len(_rows(out)) == 3  # every finished row was flushed
+    summary = run_study(CFG, *models, out, resume=True, show_progress=False)
+    rows = _rows(out)
+    assert len(rows) == len(cells(CFG)) * CFG.repeats
+    keys = [(r["experiment"], r["method"], r["n_draft"], r["prompt_len"], r["max_new_tokens"], r["repeat"]) for r in rows]
+    assert len(set(keys)) == len(keys)
+    assert tuple(rows[0]) == COLUMNS
+    assert all(r["outputs_match"] == "True" and r["new_tokens"] == "6" for r in rows)
+    assert summary["greedy_match_rate"] == 1.0
+    for name in ("r.meta.json", "r.summary.json", "r.summary.md"):
+        assert (tmp_path / name).is_file()
+
+
+def test_resume_refuses_other_config(tmp_path, models):
+    out = tmp_path / "r.csv"
+    small = StudyConfig(**{**CFG.__dict__, "experiments": ("max_tokens",), "repeats": 1})
+    run_study(small, *models, out, show_progress=False)
+    other = StudyConfig(**{**small.__dict__, "repeats": 2})
+    with pytest.raises(ValueError, match="different configuration"):
+        check_resume(other, out)
+
+
+def test_bad_config_rejected():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        StudyConfig(target="t", draft="d", experiments=("speed",)).validate()
+    with pytest.raises(ValueError, match="N must be"):
+        StudyConfig(target="t", draft="d", ns=(0,)).validate()
+
+
+def test_context_overflow_rejected(tmp_path, models):
+    cfg = StudyConfig(**{**CFG.__dict__, "prompt_lengths": (600,)})
+    with pytest.raises(ValueError, match="context"):
+        run_study(cfg, *models, tmp_path / "r.csv", show_progress=False)
+    assert not (tmp_path / "r.csv").exists()

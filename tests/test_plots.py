@@ -1,0 +1,59 @@
+import ast
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from specdec.experiments import COLUMNS, Row
+from specdec.plots import PLOT_FILES, make_plots
+from specdec.summary import summarize, to_markdown
+
+
+def _row(experiment, method, n, L=128, M=64, r=0):
+    rnd = random.Random(hash((experiment, method, str(n), L, M, r)))
+    base, spec = 2.0 + M / 32, 1.5 + M / 40 + rnd.random() * 0.2
+    return Row(experiment, method, "tempest-00", L, M, n, r, 0.0, M, base, spec, base / spec, base / spec,
+               M / base, M / spec, 0.6, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, True,
+               "tgt", "drf", "float32", "cpu", r)
+
+
+def _csv(tmp_path: Path) -> Path:
+    rows = [_row("prompt_length", "speculative", 4, L=L, r=r) for L in (64, 128, 512) for r in range(3)]
+    rows += [_row("max_tokens", "speculative", 4, M=M, r=r) for M in (32, 64, 128) for r in range(3)]
+    for n in (1, 2, 4):
+        rows += [_row("n", m, n, r=r) for m in ("speculative", "hf-assisted") for r in range(3)]
+    rows += [_row("n", "auto", "auto"), _row("n", "prompt-lookup", 4), _row("n", "hf-default", "default")]
+    path = tmp_path / "experiment_results.csv"
+    pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS).to_csv(path, index=False)
+    meta = {"dtype": "float32", "device": "cpu",
+            "costs": {"c": 0.1, "verify_cost": {"1": 1.3, "2": 1.5, "4": 1.6}}}
+    (tmp_path / "experiment_results.meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_make_plots_writes_five_pngs(tmp_path):
+    paths = make_plots(_csv(tmp_path))
+    assert [p.name for p in paths] == list(PLOT_FILES)
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_summary_reports_best_n_and_others(tmp_path):
+    path = _csv(tmp_path)
+    meta = json.loads(path.with_name("experiment_results.meta.json").read_text())
+    summary = summarize(pd.read_csv(path, dtype={"n_draft": str}), meta)
+    assert summary["best_n"]["n_draft"] in ("1", "2", "4")
+    assert summary["greedy_match_rate"] == 1.0
+    text = to_markdown(summary)
+    for phrase in ("best N", "auto N", "prompt lookup", "HF assisted, HF defaults", "c=0.100"):
+        assert phrase in text
+
+
+def test_plot_modules_do_not_import_torch():
+    root = Path(__file__).resolve().parents[1] / "specdec"
+    for name in ("plots.py", "summary.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert "torch" not in imported and "transformers" not in imported

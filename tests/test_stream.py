@@ -1,0 +1,51 @@
+import io
+
+import pytest
+from _tiny import byte_tokenizer, one_thread, save_tiny_pair, tiny_pair
+
+from specdec import cli
+from specdec.decoding import speculative_generate
+from specdec.stream import StreamPrinter
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def test_marks_accepted_runs_and_waits_for_whole_characters():
+    tok = byte_tokenizer()
+    ids = tok("hé!")["input_ids"]  # "é" is two byte tokens
+    out = io.StringIO()
+    printer = StreamPrinter(tok, out)
+    printer([ids[0], ids[1]], ids[2])  # "h" + first byte of "é" accepted; second byte from the target
+    printer([], ids[3])
+    printer.finish()
+    assert out.getvalue() == "[h]é!\n"
+
+
+def test_stream_text_equals_generated_text():
+    target, draft = tiny_pair()
+    prompt = target.tokenizer("Now is the winter", return_tensors="pt")["input_ids"]
+    out = io.StringIO()
+    printer = StreamPrinter(target.tokenizer, out)
+    result = speculative_generate(target.model, draft.model, prompt, num_draft_tokens=3, max_new_tokens=12,
+                                  on_step=printer)
+    printer.finish()
+    shown = out.getvalue().replace("[", "").replace("]", "").rstrip("\n")
+    text = target.tokenizer.decode(result.tokens)
+    assert shown == text.replace("[", "").replace("]", "")
+    assert "[" in out.getvalue()  # the fixture's draft agrees often
+
+
+def test_cli_generate_stream(tmp_path, capsys):
+    target, draft = save_tiny_pair(tmp_path)
+    argv = ["generate", "--big_model", str(target), "--small_model", str(draft), "--prompt", "Thunder",
+            "--max-new-tokens", "8", "--device", "cpu", "--dtype", "float32"]
+    assert cli.main(argv + ["--stream"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "tokens/s" in lines[-1] and lines[-1].startswith("8 tokens")
+    assert cli.main(argv + ["--method", "baseline"]) == 0
+    assert "tokens/s" in capsys.readouterr().out
+    assert cli.main(argv + ["--n", "0"]) == 2
