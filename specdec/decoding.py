@@ -192,7 +192,7 @@ def speculative_generate(
     target: PreTrainedModel,
     draft: PreTrainedModel | None,
     input_ids: torch.Tensor,
-    num_draft_tokens: Union[int, str] = 4,
+    num_draft_tokens: Union[int, str, NPolicy] = 4,
     max_new_tokens: int = 64,
     temperature: float = 0.0,
     top_k: int = 0,
@@ -211,8 +211,9 @@ def speculative_generate(
     ``draft`` is a causal LM sharing the target's vocabulary, or None when ``drafter`` (e.g.
     :class:`~specdec.drafters.PromptLookupDrafter`) proposes tokens. ``num_draft_tokens`` is N,
     or ``"auto"`` to choose N each step from measured costs and running acceptance
-    (:mod:`specdec.autotune`). ``on_step`` receives each step's accepted drafts and the
-    target's own token, for streaming.
+    (:mod:`specdec.autotune`), or a callable ``policy(stats) -> N`` (0 = a plain target step),
+    e.g. an :class:`~specdec.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
+    each step's accepted drafts and the target's own token, for streaming.
     """
     validate_request(target, input_ids, max_new_tokens)
     params = SamplingParams(temperature, top_k, top_p)
@@ -290,6 +291,8 @@ def _n_policy(num_draft_tokens, target, draft, input_ids) -> NPolicy:
         from .autotune import auto_policy  # measured costs and running acceptance
 
         return auto_policy(target, draft, input_ids)
+    if callable(num_draft_tokens):
+        return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):
         raise ValueError(f"num_draft_tokens must be an integer >= 1 or 'auto', got {num_draft_tokens!r}")
     if num_draft_tokens < 1:

@@ -1,0 +1,93 @@
+"""``num_draft_tokens="auto"``: choose N each step from measured costs and a running α.
+
+The policy keeps exponentially decayed counts of geometric-model successes (accepted drafts)
+and failures (steps with a rejection), shrunk towards a prior α, and picks the N that
+maximises :func:`specdec.theory.predicted_speedup` with the calibrated c and v(N). When no
+N ≥ 1 beats plain decoding it returns 0 (a plain target step) but drafts N = 1 every
+``probe_every`` plain steps so the estimate can recover. Verification is unchanged, so the
+output is exactly what fixed-N speculative decoding (and plain decoding) would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel
+
+from .calibration import DEFAULT_CACHE, CalibrationCache, Costs
+from .decoding import GenerationStats
+from .theory import best_n
+
+# A sparse calibration (N+1 token passes, interpolated by theory.verify_cost_fn): with
+# repeats=3, warmup=1 it costs 4 × (2 + 8) = 40 forwards, plus two prefills.
+AUTO_NS = (1, 2, 3, 4, 6, 8, 12, 16)
+AUTO_REPEATS, AUTO_WARMUP = 3, 1
+
+
+@dataclass
+class AutoPolicy:
+    """Callable ``policy(stats) -> N`` (0 = plain target step) with its per-step ``trace``.
+
+    α̂ = (S + prior_alpha·prior_weight) / (S + F + prior_weight), where S and F are the
+    successes and failures of past steps, each multiplied by ``decay`` per drafting step.
+    """
+
+    costs: Costs
+    n_max: int = 16
+    prior_alpha: float = 0.6
+    prior_weight: float = 2.0
+    decay: float = 0.9
+    probe_every: int = 8
+    successes: float = 0.0
+    failures: float = 0.0
+    trace: list[int] = field(default_factory=list)  # N chosen at each step (before budget caps)
+    alpha_trace: list[float] = field(default_factory=list)  # α̂ behind each choice
+    _seen: int = 0  # steps of the current generation already folded into S and F
+    _plain_run: int = 0  # consecutive plain steps since the last draft
+
+    @property
+    def alpha(self) -> float:
+        """Current estimate of the per-token acceptance α."""
+        w = self.prior_weight
+        return (self.successes + self.prior_alpha * w) / (self.successes + self.failures + w)
+
+    def observe(self, accepted: int, drafted: int) -> None:
+        """Fold one step's outcome into S and F; steps that drafted nothing carry no evidence."""
+        if drafted <= 0:
+            return
+        self.successes = self.decay * self.successes + accepted
+        self.failures = self.decay * self.failures + (accepted < drafted)
+
+    def __call__(self, stats: GenerationStats) -> int:
+        if len(stats.drafted_per_step) < self._seen:  # a new generation reusing this policy
+            self._seen = 0
+        for a, k in zip(stats.accepted_per_step[self._seen:], stats.drafted_per_step[self._seen:]):
+            self.observe(a, k)
+        self._seen = len(stats.drafted_per_step)
+        alpha = self.alpha
+        n, _ = best_n(alpha, self.costs.c, self.costs.verify_cost, self.n_max)
+        if n == 0:
+            self._plain_run += 1
+            if self.probe_every > 0 and self._plain_run >= self.probe_every:
+                n = 1
+        if n > 0:
+            self._plain_run = 0
+        self.trace.append(n)
+        self.alpha_trace.append(alpha)
+        return n
+
+
+def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_ids: torch.Tensor, *,
+                calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
+                n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
+                decay: float = 0.9, probe_every: int = 8) -> AutoPolicy:
+    """An :class:`AutoPolicy` for the pair; ``costs`` injects fixed costs (no timing), otherwise
+    they are measured once per pair/dtype/device through ``calibration_cache``."""
+    if costs is None:
+        cache = DEFAULT_CACHE if calibration_cache is None else calibration_cache
+        ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
+        costs = cache.get_or_measure(target, draft, input_ids, ns=ns,
+                                     repeats=AUTO_REPEATS, warmup=AUTO_WARMUP)
+    return AutoPolicy(costs, n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight,
+                      decay=decay, probe_every=probe_every)
