@@ -67,6 +67,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: float16 on CUDA, bfloat16 on CPUs with native bf16, else float32")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def run_parser(prog: str = "specdec run") -> Parser:
@@ -149,6 +150,17 @@ def check_context(spec: str, longest: int) -> None:
         raise ValueError(f"prompt length + max tokens up to {longest} exceeds the target's context of {context} tokens")
 
 
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (recorded in the provenance JSON as ``threads``)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def quiet_loading() -> None:
     """Hide transformers' per-load progress bars; the study has its own."""
     from transformers.utils import logging
@@ -170,6 +182,7 @@ def cmd_run(argv: list[str]) -> int:
     if args.resume:
         check_resume(cfg, out)
     check_context(cfg.target, cfg.longest_request())
+    set_threads(args.threads)
     quiet_loading()
     t0 = time.perf_counter()
     target = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
@@ -218,6 +231,8 @@ def cmd_generate(argv: list[str]) -> int:
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     args.big_model, args.small_model = pair_specs(args)
+    set_threads(args.threads)
+    quiet_loading()
     return generate_main(args)
 
 

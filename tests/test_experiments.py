@@ -7,7 +7,7 @@ from specdec.experiments import COLUMNS, StudyConfig, cells, check_resume, run_s
 
 CFG = StudyConfig(target="tiny-target", draft="tiny-draft", prompt_lengths=(96,), max_tokens=(6,),
                   ns=(2,), repeats=2, warmup=0, prompts_per_cell=1, fixed_prompt_len=96,
-                  fixed_max_tokens=6, fixed_n=2, methods=("prompt-lookup",))
+                  fixed_max_tokens=6, fixed_n=2, methods=("prompt-lookup", "hf-assisted"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,7 +29,7 @@ def _rows(path):
 def test_cells_cover_grid():
     kinds = [(c.experiment, c.method, c.n_draft) for c in cells(CFG)]
     assert kinds == [("prompt_length", "speculative", 2), ("max_tokens", "speculative", 2),
-                     ("n", "speculative", 2), ("n", "prompt-lookup", 2)]
+                     ("n", "speculative", 2), ("n", "prompt-lookup", 2), ("n", "hf-assisted", 2)]
 
 
 def test_study_dtype_auto():
