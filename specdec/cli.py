@@ -12,7 +12,7 @@ EXIT_USAGE = 2
 DEFAULT_OUTPUT = "exp_results/experiment_results.csv"
 FULL_GRID = {"prompt_lengths": "64,128,512", "max_tokens": "32,64,128,256", "n": "1,2,3,4,6,8",
              "repeats": 3, "warmup": 1, "prompts_per_cell": 2, "fixed_max_tokens": 64}
-QUICK_GRID = {"prompt_lengths": "64,128", "max_tokens": "32,64", "n": "1,2,4",
+QUICK_GRID = {"prompt_lengths": "64,128", "max_tokens": "16,32", "n": "1,4",
               "repeats": 1, "warmup": 1, "prompts_per_cell": 1, "fixed_max_tokens": 32}
 
 
@@ -266,3 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print("specdec: interrupted; finished rows are kept (rerun with --resume)", file=sys.stderr)
         return 130
     return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
