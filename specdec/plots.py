@@ -99,7 +99,7 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     row = sel.iloc[0]
     ax.set_title(_title(sel, f"Effect of N (prompt {int(row.prompt_len)} tokens, {int(row.max_new_tokens)} new)"))
     ax.grid(alpha=0.3)
-    ax.legend(ncol=2)
+    ax.legend(ncol=2, loc="best")
     _save(fig, path)
 
 
