@@ -1,0 +1,100 @@
+"""Fast checks of the distillation pipeline on tiny random models (no downloads)."""
+
+import random
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from specdec import distill
+
+
+def tiny_target() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def target_records(target, n=6, length=12, k=5):
+    g = torch.Generator().manual_seed(1)
+    recs = []
+    with torch.no_grad():
+        for i in range(n):
+            ids = torch.randint(3, 64, (length,), generator=g)
+            vals, tids = distill.topk_rows(target(ids[None]).logits[0, :-1], k)
+            start = 4
+            recs.append(distill.make_record(ids.tolist(), start, vals[start - 1:], tids[start - 1:], i, "shk-g"))
+    return recs
+
+
+def test_topk_rows():
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.0]])
+    vals, ids = distill.topk_rows(logits, 2)
+    assert ids.tolist() == [[1, 3]]
+    assert torch.allclose(vals.float(), torch.tensor([[3.0, 2.0]]), atol=1e-2)
+
+
+def test_cut_at_eos_and_exclusion():
+    assert distill.cut_at_eos([5, 6, 2, 2, 2], 2) == 3
+    assert distill.cut_at_eos([5, 6], 2) == 2
+    assert distill.is_excluded("/x/tempest_gut_f.txt") and distill.is_excluded("macbeth_gut.txt")
+    assert distill.is_excluded("romeo_and_juliet_gut.txt") and not distill.is_excluded("hamlet_gut.txt")
+
+
+def test_collate_alignment():
+    rec = distill.make_record([5, 6, 7, 8], 2, torch.zeros(2, 3).half(), torch.tensor([[7, 0, 1], [8, 0, 1]]).int(),
+                              0, "shk-g")
+    b = distill.collate([rec, distill.make_record([5, 6, 9], 2, torch.zeros(1, 3).half(),
+                                                  torch.tensor([[9, 0, 1]]).int(), 1, "x")], pad_id=2)
+    assert b["mask"][0].tolist() == [False, True, True, False]
+    assert b["mask"][1].tolist() == [False, True, False, False]
+    # logits at position p predict ids[p+1]: the supervised label equals the next token here
+    assert b["tids"][0, 1, 0] == 7 and b["tids"][0, 2, 0] == 8 and b["ids"][1, 2] == 9
+
+
+def test_agreement_hand_case():
+    target = tiny_target()
+    recs = target_records(target)
+    assert distill.agreement(target, recs, pad_id=2) == 1.0  # the target agrees with itself
+    wrong = [dict(r, tids=(r["tids"] + 1) % 64) for r in recs]
+    assert distill.agreement(target, wrong, pad_id=2) == 0.0
+
+
+def test_loss_decreases_and_pca_init():
+    target = tiny_target()
+    recs = target_records(target)
+    draft = distill.make_draft(target.config, distill.DraftConfig(layers=1, hidden=16, intermediate=32, heads=2,
+                                                                  kv_heads=1))
+    emb = distill.pca_embeddings(target.get_input_embeddings().weight, 16)
+    assert emb.shape == (64, 16)
+    with torch.no_grad():
+        draft.get_input_embeddings().weight.copy_(emb)
+    opt = torch.optim.AdamW(draft.parameters(), lr=1e-2)
+    b = distill.collate(recs, pad_id=2)
+    losses = []
+    for _ in range(15):
+        loss = distill.distill_loss(draft(input_ids=b["ids"], attention_mask=b["att"]).logits, b, 0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.8
+
+
+def test_split_and_batches():
+    recs = [distill.make_record([1, 2, 3], 1, torch.zeros(2, 2).half(), torch.zeros(2, 2).int(), k, "shk-g")
+            for k in range(200)]
+    train, held = distill.split_records(recs, 0.05)
+    assert len(train) + len(held) == 200 and 0 < len(held) < 30
+    assert not {r["key"] for r in train} & {r["key"] for r in held}
+    batches = distill.token_batches(train, 12, random.Random(0))
+    assert sum(len(b) for b in batches) == len(train) and all(len(b) <= 4 for b in batches)
+
+
+def test_split_passages_and_lr():
+    text = "\n\n".join(f"para {i} " + "x" * 50 for i in range(20))
+    ps = distill.split_passages(text, 100, 200, random.Random(0))
+    assert ps and all(len(p) >= 50 for p in ps)
+    cfg = distill.TrainConfig(lr=1.0, warmup=10, min_lr_frac=0.1)
+    assert distill.lr_at(0, 100, cfg) == 0.1 and abs(distill.lr_at(100, 100, cfg) - 0.1) < 1e-9
