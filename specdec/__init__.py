@@ -1,23 +1,26 @@
-"""specdec: lossless speculative decoding over HuggingFace transformers, with an honest study."""
+"""specdec: lossless speculative decoding over HuggingFace transformers, with an honest study.
 
-from .decoding import (
-    GenerationResult,
-    GenerationStats,
-    autoregressive_generate,
-    speculative_generate,
-)
-from .drafters import Draft, Drafter, ModelDrafter, PromptLookupDrafter
-from .sampling import SamplingParams
+Names are imported lazily so that torch-free parts (``specdec plot``) start without torch.
+"""
 
-__all__ = [
-    "Draft",
-    "Drafter",
-    "GenerationResult",
-    "GenerationStats",
-    "ModelDrafter",
-    "PromptLookupDrafter",
-    "SamplingParams",
-    "autoregressive_generate",
-    "speculative_generate",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "GenerationResult": "decoding",
+    "GenerationStats": "decoding",
+    "autoregressive_generate": "decoding",
+    "speculative_generate": "decoding",
+    "Draft": "drafters",
+    "Drafter": "drafters",
+    "ModelDrafter": "drafters",
+    "PromptLookupDrafter": "drafters",
+    "SamplingParams": "sampling",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

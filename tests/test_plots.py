@@ -57,3 +57,15 @@ def test_plot_modules_do_not_import_torch():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "torch" not in imported and "transformers" not in imported
+
+
+def test_plot_command_redraws_without_loading_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = _csv(tmp_path)
+    code = ("import sys; from specdec.cli import main; rc = main(['plot', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert all((tmp_path / name).is_file() for name in PLOT_FILES)
