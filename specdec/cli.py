@@ -223,10 +223,13 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--n", default="4", help="draft tokens per step, or auto")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
     p.add_argument("--method", default="speculative",
-                   choices=["speculative", "auto", "prompt-lookup", "hf-assisted", "hf-default", "baseline"])
+                   choices=["speculative", "auto", "prompt-lookup", "hf-assisted", "hf-default", "autoregressive",
+                            "baseline"], help="autoregressive (alias baseline) is plain decoding")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     args = p.parse_args(argv)
+    if args.method == "autoregressive":
+        args.method = "baseline"
     args.n = parse_int_grid(args.n, "n", allow_auto=True)[0]
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
