@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from specdec import autoregressive_generate, speculative_generate
+from specdec.experiments import cpu_name
 from specdec.fixtures import FixtureSpec, fixture_pair
 from specdec.hf_assisted import hf_assisted_generate
 
@@ -43,16 +44,6 @@ class Comparison:
     def ratio(self) -> float:
         """Median speed of B relative to A (>1: B is faster)."""
         return statistics.median(self.a_times_s) / statistics.median(self.b_times_s)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn: Callable[[], list[int]]) -> tuple[float, list[int]]:

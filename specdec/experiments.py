@@ -265,7 +265,8 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo, or what platform reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -286,7 +287,7 @@ def provenance(cfg: StudyConfig) -> dict:
     return {
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "specdec": __version__},
-        "git_commit": _git_commit(), "cpu": _cpu_name(), "gpu": gpu,
+        "git_commit": _git_commit(), "cpu": cpu_name(), "gpu": gpu,
         "cpu_native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
         "dtype": cfg.dtype, "device": cfg.device, "config": cfg.fingerprint(),
         "grids": {"prompt_lengths": list(cfg.prompt_lengths), "max_tokens": list(cfg.max_tokens),
