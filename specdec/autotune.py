@@ -3,9 +3,13 @@
 The policy keeps exponentially decayed counts of geometric-model successes (accepted drafts)
 and failures (steps with a rejection), shrunk towards a prior α, and picks the N that
 maximises :func:`specdec.theory.predicted_speedup` with the calibrated c and v(N). When no
-N ≥ 1 beats plain decoding it returns 0 (a plain target step) but drafts N = 1 every
-``probe_every`` plain steps so the estimate can recover. Verification is unchanged, so the
-output is exactly what fixed-N speculative decoding (and plain decoding) would give.
+N ≥ 1 beats plain decoding it returns 0 (a plain target step) but probes with N = 1 after
+``probe_every`` plain steps so the estimate can recover; each probe that leaves plain decoding
+ahead doubles the wait (up to ``probe_max``), and the wait resets once drafting pays again.
+Policies made through a :class:`~specdec.calibration.CalibrationCache` are kept there per pair,
+so α̂ and the probe wait carry over from one generation to the next, like the costs.
+Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
+plain decoding) would give.
 """
 
 from __future__ import annotations
@@ -39,12 +43,15 @@ class AutoPolicy:
     prior_weight: float = 2.0
     decay: float = 0.9
     probe_every: int = 8
+    probe_max: int = 64
     successes: float = 0.0
     failures: float = 0.0
-    trace: list[int] = field(default_factory=list)  # N chosen at each step (before budget caps)
+    trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
     alpha_trace: list[float] = field(default_factory=list)  # α̂ behind each choice
-    _seen: int = 0  # steps of the current generation already folded into S and F
+    _stats: GenerationStats | None = None  # the generation being decoded
+    _seen: int = 0  # its steps already folded into S and F
     _plain_run: int = 0  # consecutive plain steps since the last draft
+    _probe_wait: int = 0  # plain steps before the next probe (0: not yet backed off)
 
     @property
     def alpha(self) -> float:
@@ -60,16 +67,22 @@ class AutoPolicy:
         self.failures = self.decay * self.failures + (accepted < drafted)
 
     def __call__(self, stats: GenerationStats) -> int:
-        if len(stats.drafted_per_step) < self._seen:  # a new generation reusing this policy
-            self._seen = 0
+        if stats is not self._stats:  # a new generation: keep α̂ and the probe wait, not the trace
+            self._stats, self._seen, self.trace, self.alpha_trace = stats, 0, [], []
         for a, k in zip(stats.accepted_per_step[self._seen:], stats.drafted_per_step[self._seen:]):
             self.observe(a, k)
         self._seen = len(stats.drafted_per_step)
         alpha = self.alpha
         n, _ = best_n(alpha, self.costs.c, self.costs.verify_cost, self.n_max)
-        if n == 0:
+        if n > 0:
+            self._probe_wait = 0
+        elif self.probe_every > 0:
             self._plain_run += 1
-            if self.probe_every > 0 and self._plain_run >= self.probe_every:
+            if self._probe_wait == 0:
+                self._probe_wait = self.probe_every
+            elif self._plain_run == 1:  # the last probe did not make drafting pay: wait longer
+                self._probe_wait = min(2 * self._probe_wait, max(self.probe_max, self.probe_every))
+            if self._plain_run >= self._probe_wait:
                 n = 1
         if n > 0:
             self._plain_run = 0
@@ -81,13 +94,22 @@ class AutoPolicy:
 def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_ids: torch.Tensor, *,
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
-                decay: float = 0.9, probe_every: int = 8) -> AutoPolicy:
-    """An :class:`AutoPolicy` for the pair; ``costs`` injects fixed costs (no timing), otherwise
-    they are measured once per pair/dtype/device through ``calibration_cache``."""
-    if costs is None:
-        cache = DEFAULT_CACHE if calibration_cache is None else calibration_cache
-        ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
-        costs = cache.get_or_measure(target, draft, input_ids, ns=ns,
-                                     repeats=AUTO_REPEATS, warmup=AUTO_WARMUP)
-    return AutoPolicy(costs, n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight,
-                      decay=decay, probe_every=probe_every)
+                decay: float = 0.9, probe_every: int = 8, probe_max: int = 64) -> AutoPolicy:
+    """An :class:`AutoPolicy` for the pair.
+
+    ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
+    measured once per pair/dtype/device through ``calibration_cache`` (an in-process one by
+    default), which also keeps the pair's policy, so later generations start from its α̂.
+    """
+    settings = dict(n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight, decay=decay,
+                    probe_every=probe_every, probe_max=probe_max)
+    if costs is not None:
+        return AutoPolicy(costs, **settings)
+    cache = DEFAULT_CACHE if calibration_cache is None else calibration_cache
+    ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
+    costs = cache.get_or_measure(target, draft, input_ids, ns=ns, repeats=AUTO_REPEATS, warmup=AUTO_WARMUP)
+    key = cache.key(target, draft)[0]
+    policy = cache.policies.get(key)
+    if policy is None or policy.costs is not costs or any(getattr(policy, k) != v for k, v in settings.items()):
+        policy = cache.policies[key] = AutoPolicy(costs, **settings)
+    return policy

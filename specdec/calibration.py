@@ -118,10 +118,12 @@ class CalibrationCache:
     """Costs per (target, draft) × dtype × device; persisted to ``path`` as JSON when given.
 
     Models without a name_or_path (built in code) are keyed by id and never persisted.
+    ``policies`` holds each pair's auto-N policy (:mod:`specdec.autotune`), in memory only.
     """
 
     path: Path | None = None
     entries: dict[str, Costs] = field(default_factory=dict)
+    policies: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.path is not None:

@@ -76,7 +76,7 @@ def run_parser(prog: str = "specdec run") -> Parser:
     add_model_args(p)
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="results CSV; plots and JSON go beside it")
     p.add_argument("--experiments", default="prompt_length,max_tokens,n")
-    p.add_argument("--methods", default=None, help="extras for the N experiment: auto,prompt-lookup,hf-assisted,hf-default")
+    p.add_argument("--methods", default=None, help="extras for the N experiment: auto,auto-random,prompt-lookup,hf-assisted,hf-default")
     p.add_argument("--prompt-lengths", dest="prompt_lengths")
     p.add_argument("--max-tokens", dest="max_tokens")
     p.add_argument("--n", dest="n", help="N grid; may include auto")

@@ -51,7 +51,9 @@ class ModelDrafter(Drafter):
     """A small causal LM drafting autoregressively from its own KV cache.
 
     ``min_confidence`` > 0 stops a draft early once the draft's own top probability falls
-    below it (off by default); the number of such stops is counted in ``early_stops``.
+    below it (off by default); the number of such stops is counted in ``early_stops``. The
+    prompt is prefilled lazily by the first ``propose``, so steps that draft nothing (auto N
+    decoding plainly) never run the draft.
     """
 
     def __init__(self, model: PreTrainedModel, min_confidence: float = 0.0) -> None:
@@ -63,7 +65,6 @@ class ModelDrafter(Drafter):
         super().start(prompt_ids, params, vocab_size, generator)
         self.early_stops = 0
         self.cache = DynamicCache(config=self.model.config)
-        self._forward(prompt_ids)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         self.forwards += 1
@@ -71,7 +72,8 @@ class ModelDrafter(Drafter):
         return out.logits[0, -1, : self.vocab_size]
 
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
-        # The cache may lag by one token (the last draft after a fully accepted step): feed it.
+        # The cache lags by whatever was committed since the last draft (the whole prompt on the
+        # first call, plain steps, the last draft after a fully accepted step): feed it all.
         feed = committed[:, self.cache.get_seq_length():]
         tokens, qs = [], []
         for _ in range(n):

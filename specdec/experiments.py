@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
-EXTRA_METHODS = ("auto", "prompt-lookup", "hf-assisted", "hf-default")
-_METHOD_MODULE = {"auto": "specdec.autotune", "hf-assisted": "specdec.hf_assisted",
-                  "hf-default": "specdec.hf_assisted"}
+# auto-random: auto N with an unrelated, randomly initialised draft of the draft's shape (the
+# adversarial cell: auto N must then decode plainly and stay at the baseline's speed).
+EXTRA_METHODS = ("auto", "auto-random", "prompt-lookup", "hf-assisted", "hf-default")
+_METHOD_MODULE = {"auto": "specdec.autotune", "auto-random": "specdec.autotune",
+                  "hf-assisted": "specdec.hf_assisted", "hf-default": "specdec.hf_assisted"}
 KEY_COLUMNS = ("experiment", "method", "prompt_id", "prompt_len", "max_new_tokens", "n_draft", "repeat")
 
 
@@ -136,6 +138,8 @@ def cells(cfg: StudyConfig) -> list[Cell]:
         out += [Cell(method="speculative", n_draft=n, **base) for n in numeric_ns]
         if "auto" in cfg.methods or "auto" in cfg.ns:
             out.append(Cell(method="auto", n_draft="auto", **base))
+        if "auto-random" in cfg.methods:
+            out.append(Cell(method="auto-random", n_draft="auto", **base))
         if "prompt-lookup" in cfg.methods:
             out.append(Cell(method="prompt-lookup", n_draft=cfg.fixed_n, **base))
         if "hf-assisted" in cfg.methods:
@@ -335,6 +339,19 @@ class Study:
     draft: object  # LoadedModel
     on_row: Callable[[Row], None] | None = None  # called after each row is written (tests)
     costs: dict = field(default_factory=dict)
+    _random_draft: object = None
+
+    def random_draft(self):
+        """A randomly initialised model of the draft's architecture and dtype (seeded; built once)."""
+        if self._random_draft is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            model = self.draft.model
+            torch.manual_seed(self.cfg.seed)
+            self._random_draft = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
+            self._random_draft.to(model.device).eval()
+        return self._random_draft
 
     @property
     def device(self):
@@ -355,6 +372,9 @@ class Study:
         if cell.method in ("speculative", "auto"):
             return speculative_generate(self.target.model, self.draft.model, ids,
                                         num_draft_tokens=cell.n_draft, **common)
+        if cell.method == "auto-random":
+            return speculative_generate(self.target.model, self.random_draft(), ids,
+                                        num_draft_tokens="auto", **common)
         if cell.method == "prompt-lookup":
             return speculative_generate(self.target.model, None, ids, num_draft_tokens=cell.n_draft,
                                         drafter=PromptLookupDrafter(), **common)

@@ -90,6 +90,8 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
             _errbar(ax, _stats(part, "n_value", "speculative_time_s"), label, offset, color=color)
     _hline(ax, sel, "baseline_time_s", "baseline", "-", "tab:gray")
     _hline(ax, sel[sel.method == "auto"], "speculative_time_s", "ours, auto N", "--", "tab:green")
+    _hline(ax, sel[sel.method == "auto-random"], "speculative_time_s", "auto N, random draft", (0, (1, 3)),
+           "tab:brown")
     _hline(ax, sel[sel.method == "prompt-lookup"], "speculative_time_s", "prompt lookup", ":", "tab:purple")
     _hline(ax, sel[sel.method == "hf-default"], "speculative_time_s", "HF assisted, defaults", "-.", "tab:red")
     ns = sorted(fixed.n_value.unique())
@@ -160,13 +162,22 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
         label = f"predicted from α̂, c={costs['c']:.2f}, v(N)"
         ax.plot(pred.index, pred.values, "s--", color="tab:green", label=label)
     ax.axhline(1.0, linestyle="--", color="black", linewidth=1, label="break-even (1.0)")
+    every = df[df.experiment == "n"]
+    for method, label, style, color in (("auto", "ours, auto N", "-", "tab:green"),
+                                        ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
+                                        ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
+                                        ("hf-default", "HF assisted, defaults", "-.", "tab:red")):
+        part = every[every.method == method]
+        if not part.empty:
+            ax.axhline(part.speedup.median(), linestyle=style, color=color, linewidth=1.2,
+                       label=f"{label}: {part.speedup.median():.2f}×")
     ns = sorted(ours.n_value.unique())
     ax.set_xticks(ns, [str(int(v)) for v in ns])
     ax.set_xlabel("draft tokens per step N")
     ax.set_ylabel("speedup (baseline time / speculative time, ×)")
     ax.set_title(_title(ours, "Speedup vs N"))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(ncol=2, fontsize=8)
     _save(fig, path)
 
 

@@ -58,7 +58,7 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
         out["best_n"] = {**_method(df, "speculative", best), "n_draft": best}
         hf = _method(df, "hf-assisted", best)
         out["hf_assisted_at_best_n"] = hf
-    for name in ("auto", "prompt-lookup", "hf-default"):
+    for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
         out[name] = _method(df, name)
     hf_all = df[(df.experiment == "n") & (df.method == "hf-assisted")]
     if not hf_all.empty:
@@ -88,6 +88,7 @@ def to_markdown(summary: dict) -> str:
              f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs",
              _fmt(summary.get("best_n"), "best N, ours"),
              _fmt(summary.get("auto"), "auto N, ours"),
+             _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),
              _fmt(summary.get("hf_assisted_at_best_n"), "HF assisted at our best N"),
              _fmt(summary.get("hf_assisted_best"), "HF assisted, its best N"),

@@ -41,21 +41,48 @@ def test_unrelated_draft_falls_back_to_plain_steps(pair, unrelated_draft, prompt
     assert any(k == 1 for k in later)  # periodic probes keep the estimate alive
 
 
-def test_policy_recovers_after_probes():
-    policy = AutoPolicy(COSTS, probe_every=4)
+def _drive(policy, stats, steps, accept_all):
+    """Feed the policy ``steps`` outcomes (every draft accepted or every draft rejected)."""
+    for _ in range(steps):
+        n = policy(stats)
+        stats.drafted_per_step.append(n)
+        stats.accepted_per_step.append(n if accept_all else 0)
+
+
+def test_policy_backs_off_probes_then_recovers():
+    policy = AutoPolicy(COSTS, probe_every=4, probe_max=16)
     stats = GenerationStats()
-    choices = []
-    for _ in range(12):  # every draft rejected
-        n = policy(stats)
-        choices.append(n)
-        stats.drafted_per_step.append(n)
-        stats.accepted_per_step.append(0)
-    assert choices[0] >= 1 and choices[-4:].count(0) == 3 and 1 in choices[-4:]
-    for _ in range(12):  # every draft accepted from now on
-        n = policy(stats)
-        stats.drafted_per_step.append(n)
-        stats.accepted_per_step.append(n)
+    _drive(policy, stats, 60, accept_all=False)
+    trace = policy.trace
+    assert trace[0] >= 1 and 0 in trace
+    plain = trace.index(0)
+    assert set(trace[plain:]) == {0, 1}
+    probes = [i for i in range(plain, len(trace)) if trace[i] == 1]
+    # The first probe is the 4th decision after falling back; each failed probe doubles the
+    # wait, up to probe_max: gaps 8, 16, 16, ...
+    assert probes[0] == plain + 3
+    assert [b - a for a, b in zip(probes, probes[1:])] == [8, 16, 16]
+    _drive(policy, stats, 60, accept_all=True)  # every draft accepted from now on
     assert policy(stats) >= 4 and policy.alpha > 0.8
+    assert policy._probe_wait == 0  # drafting pays again: the next fallback starts at probe_every
+
+
+def test_policy_carries_alpha_to_next_generation(pair, unrelated_draft, prompt):
+    target, _ = pair
+    cache = CalibrationCache()
+    cache.put(target, unrelated_draft, COSTS)
+    first = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=4)
+    speculative_generate(target, unrelated_draft, prompt, num_draft_tokens=first, max_new_tokens=NEW)
+    alpha, first_trace = first.alpha, list(first.trace)
+    again = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=4)
+    assert again is first and again.alpha == alpha
+    res = speculative_generate(target, unrelated_draft, prompt, num_draft_tokens=again, max_new_tokens=NEW)
+    assert len(again.trace) == len(res.stats.drafted_per_step)  # the trace is per generation
+    # The second generation starts where the first left off: plain from its first step, and with
+    # fewer probes than the first one needed to learn that the draft is useless.
+    assert again.trace[0] == 0 and sum(again.trace) < sum(first_trace)
+    other = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=8)
+    assert other is not first  # other settings: a fresh policy
 
 
 def test_auto_string_calibrates_once(pair, prompt, greedy_ref):

@@ -1,6 +1,7 @@
 import csv
 
 import pytest
+import torch
 from _tiny import one_thread, tiny_pair
 
 from specdec.experiments import COLUMNS, StudyConfig, cells, check_resume, run_study, study_dtype
@@ -83,3 +84,18 @@ def test_context_overflow_rejected(tmp_path, models):
     with pytest.raises(ValueError, match="context"):
         run_study(cfg, *models, tmp_path / "r.csv", show_progress=False)
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_adversarial_auto_cell_uses_random_draft(tmp_path, models):
+    from specdec.experiments import Study
+
+    cfg = StudyConfig(**{**CFG.__dict__, "experiments": ("n",), "methods": ("auto-random",), "repeats": 1})
+    assert [(c.method, c.n_draft) for c in cells(cfg)] == [("speculative", 2), ("auto-random", "auto")]
+    run_study(cfg, *models, tmp_path / "r.csv", show_progress=False)
+    row = [r for r in _rows(tmp_path / "r.csv") if r["method"] == "auto-random"][0]
+    assert row["outputs_match"] == "True" and row["n_draft"] == "auto"
+    study = Study(cfg, *models)
+    rand, draft = study.random_draft(), models[1].model
+    assert rand is study.random_draft() and type(rand) is type(draft)
+    assert rand.config.vocab_size == draft.config.vocab_size
+    assert not all(torch.equal(a, b) for a, b in zip(rand.parameters(), draft.parameters()))

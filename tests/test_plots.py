@@ -24,7 +24,8 @@ def _csv(tmp_path: Path) -> Path:
     rows += [_row("max_tokens", "speculative", 4, M=M, r=r) for M in (32, 64, 128) for r in range(3)]
     for n in (1, 2, 4):
         rows += [_row("n", m, n, r=r) for m in ("speculative", "hf-assisted") for r in range(3)]
-    rows += [_row("n", "auto", "auto"), _row("n", "prompt-lookup", 4), _row("n", "hf-default", "default")]
+    rows += [_row("n", "auto", "auto"), _row("n", "auto-random", "auto"), _row("n", "prompt-lookup", 4),
+             _row("n", "hf-default", "default")]
     path = tmp_path / "experiment_results.csv"
     pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS).to_csv(path, index=False)
     meta = {"dtype": "float32", "device": "cpu",
@@ -46,7 +47,9 @@ def test_summary_reports_best_n_and_others(tmp_path):
     assert summary["best_n"]["n_draft"] in ("1", "2", "4")
     assert summary["greedy_match_rate"] == 1.0
     text = to_markdown(summary)
-    for phrase in ("best N", "auto N", "prompt lookup", "HF assisted, HF defaults", "c=0.100"):
+    assert summary["auto-random"]["speedup"]["count"] == 1
+    for phrase in ("best N", "auto N", "unrelated random draft", "prompt lookup", "HF assisted, HF defaults",
+                   "c=0.100"):
         assert phrase in text
 
 
