@@ -357,6 +357,30 @@ class Study:
     def device(self):
         return self.target.model.device
 
+    def calibrate_auto(self) -> dict[str, float]:
+        """Seconds spent measuring auto N's costs (c, v(N)) per auto method, done once before timing.
+
+        Auto N calibrates once per pair and process; doing it here keeps that one-off cost out of
+        the timed pairs (it is reported in the meta JSON instead).
+        """
+        import torch
+
+        from .autotune import auto_policy
+        from .prompts import study_prompts
+
+        out: dict[str, float] = {}
+        auto_methods = sorted({c.method for c in cells(self.cfg) if c.n_draft == "auto"})
+        if not auto_methods:
+            return out
+        prompt = study_prompts(self.target.tokenizer, self.cfg.fixed_prompt_len, 1)[0]
+        ids = torch.tensor([prompt.ids], device=self.device)
+        for method in auto_methods:
+            draft = self.random_draft() if method == "auto-random" else self.draft.model
+            t0 = time.perf_counter()
+            auto_policy(self.target.model, draft, ids)
+            out[method] = time.perf_counter() - t0
+        return out
+
     def baseline(self, ids, max_new: int, seed: int):
         from .decoding import autoregressive_generate
 
@@ -489,6 +513,7 @@ def run_study(cfg: StudyConfig, target, draft, csv_path: Path, resume: bool = Fa
     sink = CsvSink(csv_path, resume)
     try:
         meta["costs"] = old_meta.get("costs") or measure_run_costs(study)
+        meta["auto_calibration_s"] = study.calibrate_auto()
         write_json(meta_file, meta)
         total, initial = planned_generations(cfg, done)
         with tqdm(total=total, initial=initial, unit="gen", disable=not show_progress,

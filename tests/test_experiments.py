@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -94,6 +95,8 @@ def test_adversarial_auto_cell_uses_random_draft(tmp_path, models):
     run_study(cfg, *models, tmp_path / "r.csv", show_progress=False)
     row = [r for r in _rows(tmp_path / "r.csv") if r["method"] == "auto-random"][0]
     assert row["outputs_match"] == "True" and row["n_draft"] == "auto"
+    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    assert set(meta["auto_calibration_s"]) == {"auto-random"}  # calibrated once, before timing
     study = Study(cfg, *models)
     rand, draft = study.random_draft(), models[1].model
     assert rand is study.random_draft() and type(rand) is type(draft)
