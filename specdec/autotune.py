@@ -6,6 +6,9 @@ maximises :func:`specdec.theory.predicted_speedup` with the calibrated c and v(N
 N ≥ 1 beats plain decoding it returns 0 (a plain target step) but probes with N = 1 after
 ``probe_every`` plain steps so the estimate can recover; each probe that leaves plain decoding
 ahead doubles the wait (up to ``probe_max``), and the wait resets once drafting pays again.
+A pair that could not beat plain decoding even with a draft right ``alpha_ceiling`` of the time
+(too slow a draft, or too costly a verification on this hardware) is never probed: the draft
+model is then never run.
 Policies made through a :class:`~specdec.calibration.CalibrationCache` are kept there per pair,
 so α̂ and the probe wait carry over from one generation to the next, like the costs.
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
@@ -44,6 +47,7 @@ class AutoPolicy:
     decay: float = 0.9
     probe_every: int = 8
     probe_max: int = 64
+    alpha_ceiling: float = 0.95
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -52,6 +56,11 @@ class AutoPolicy:
     _seen: int = 0  # its steps already folded into S and F
     _plain_run: int = 0  # consecutive plain steps since the last draft
     _probe_wait: int = 0  # plain steps before the next probe (0: not yet backed off)
+
+    @property
+    def hopeless(self) -> bool:
+        """True when no N ≥ 1 beats plain decoding even at α = ``alpha_ceiling``."""
+        return best_n(self.alpha_ceiling, self.costs.c, self.costs.verify_cost, self.n_max)[0] == 0
 
     @property
     def alpha(self) -> float:
@@ -76,7 +85,7 @@ class AutoPolicy:
         n, _ = best_n(alpha, self.costs.c, self.costs.verify_cost, self.n_max)
         if n > 0:
             self._probe_wait = 0
-        elif self.probe_every > 0:
+        elif self.probe_every > 0 and not self.hopeless:
             self._plain_run += 1
             if self._probe_wait == 0:
                 self._probe_wait = self.probe_every
@@ -94,7 +103,8 @@ class AutoPolicy:
 def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_ids: torch.Tensor, *,
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
-                decay: float = 0.9, probe_every: int = 8, probe_max: int = 64) -> AutoPolicy:
+                decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
+                alpha_ceiling: float = 0.95) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
@@ -102,7 +112,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     default), which also keeps the pair's policy, so later generations start from its α̂.
     """
     settings = dict(n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight, decay=decay,
-                    probe_every=probe_every, probe_max=probe_max)
+                    probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
     if costs is not None:
         return AutoPolicy(costs, **settings)
     cache = DEFAULT_CACHE if calibration_cache is None else calibration_cache

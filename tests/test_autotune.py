@@ -93,3 +93,15 @@ def test_auto_string_calibrates_once(pair, prompt, greedy_ref):
     assert auto_policy(target, draft, prompt, calibration_cache=cache).costs is policy.costs
     res = speculative_generate(target, draft, prompt, num_draft_tokens="auto", max_new_tokens=NEW)
     assert res.tokens == greedy_ref
+
+
+def test_hopeless_pair_never_runs_the_draft(pair, prompt, greedy_ref):
+    # c = 0.5 and v(N) = 2 + N: even a draft right 95% of the time cannot beat plain decoding.
+    slow = Costs(0.01, 0.005, 0.5, {n: 2.0 + n for n in range(17)})
+    target, draft = pair
+    policy = auto_policy(target, draft, prompt, costs=slow, probe_every=2)
+    assert policy.hopeless and not AutoPolicy(COSTS).hopeless
+    res = speculative_generate(target, draft, prompt, num_draft_tokens=policy, max_new_tokens=NEW)
+    assert res.tokens == greedy_ref
+    assert set(policy.trace) == {0} and res.stats.draft_forwards == 0
+    assert res.stats.target_forwards == NEW  # exactly plain decoding
