@@ -349,8 +349,10 @@ class Study:
 
             model = self.draft.model
             torch.manual_seed(self.cfg.seed)
-            self._random_draft = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
-            self._random_draft.to(model.device).eval()
+            rand = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
+            # A name of its own, so auto N's calibration cache never confuses it with the real draft.
+            rand.name_or_path = rand.config._name_or_path = f"random-init:{self.draft.name}:seed{self.cfg.seed}"
+            self._random_draft = rand.to(model.device).eval()
         return self._random_draft
 
     @property

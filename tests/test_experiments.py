@@ -102,3 +102,7 @@ def test_adversarial_auto_cell_uses_random_draft(tmp_path, models):
     assert rand is study.random_draft() and type(rand) is type(draft)
     assert rand.config.vocab_size == draft.config.vocab_size
     assert not all(torch.equal(a, b) for a, b in zip(rand.parameters(), draft.parameters()))
+    from specdec.calibration import CalibrationCache
+
+    # Keyed by a name of its own, never by the real draft's name (auto N's cached costs and α̂).
+    assert "draft=random-init:" in CalibrationCache.key(models[0].model, rand)[0]
