@@ -6,7 +6,8 @@ maximises :func:`specdec.theory.predicted_speedup` with the calibrated c and v(N
 N ≥ 1 beats plain decoding it returns 0 (a plain target step) but probes with N = 1 after
 ``probe_every`` plain steps so the estimate can recover; each probe that leaves plain decoding
 ahead doubles the wait (up to ``probe_max``), and the wait resets once drafting pays again.
-A pair that could not beat plain decoding even with a draft right ``alpha_ceiling`` of the time
+A pair that could not beat plain decoding even with a draft right ``alpha_ceiling`` (0.9, the top of
+what drafts reach in practice) of the time
 (too slow a draft, or too costly a verification on this hardware) is never probed: the draft
 model is then never run.
 Policies made through a :class:`~specdec.calibration.CalibrationCache` are kept there per pair,
@@ -47,7 +48,7 @@ class AutoPolicy:
     decay: float = 0.9
     probe_every: int = 8
     probe_max: int = 64
-    alpha_ceiling: float = 0.95
+    alpha_ceiling: float = 0.9
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -104,7 +105,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
-                alpha_ceiling: float = 0.95) -> AutoPolicy:
+                alpha_ceiling: float = 0.9) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are

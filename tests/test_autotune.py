@@ -96,7 +96,7 @@ def test_auto_string_calibrates_once(pair, prompt, greedy_ref):
 
 
 def test_hopeless_pair_never_runs_the_draft(pair, prompt, greedy_ref):
-    # c = 0.5 and v(N) = 2 + N: even a draft right 95% of the time cannot beat plain decoding.
+    # c = 0.5 and v(N) = 2 + N: even a draft right 90% of the time cannot beat plain decoding.
     slow = Costs(0.01, 0.005, 0.5, {n: 2.0 + n for n in range(17)})
     target, draft = pair
     policy = auto_policy(target, draft, prompt, costs=slow, probe_every=2)
