@@ -48,7 +48,7 @@ def _empty(path: Path, what: str) -> None:
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -101,7 +101,7 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     row = sel.iloc[0]
     ax.set_title(_title(sel, f"Effect of N (prompt {int(row.prompt_len)} tokens, {int(row.max_new_tokens)} new)"))
     ax.grid(alpha=0.3)
-    ax.legend(ncol=2, loc="best")
+    ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over a line
     _save(fig, path)
 
 
@@ -177,7 +177,7 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     ax.set_ylabel("speedup (baseline time / speculative time, ×)")
     ax.set_title(_title(ours, "Speedup vs N"))
     ax.grid(alpha=0.3)
-    ax.legend(ncol=2, fontsize=8)
+    ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     _save(fig, path)
 
 
