@@ -19,6 +19,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from .cache import crop_to
 from .drafters import Draft, Drafter, ModelDrafter
+from .subvocab import logits_width
 from .sampling import SamplingParams, probs_from_logits, sample
 from .verify import greedy_accept, rejection_accept
 
@@ -115,8 +116,7 @@ def pair_vocab_size(target: PreTrainedModel, draft: PreTrainedModel, real_vocab:
     Output sizes may differ only by padding (at most 1% or 128 rows); ``real_vocab`` (e.g.
     ``len(tokenizer)``) narrows the shared range when known.
     """
-    vt = target.get_output_embeddings().weight.shape[0]
-    vd = draft.get_output_embeddings().weight.shape[0]
+    vt, vd = logits_width(target), logits_width(draft)
     shared = min(vt, vd)
     if abs(vt - vd) > max(128, shared // 100):
         raise ValueError(
@@ -222,7 +222,7 @@ def speculative_generate(
             raise ValueError("speculative_generate needs a draft model or a drafter")
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = (pair_vocab_size(target, draft, len(tokenizer) if tokenizer is not None else None)
-             if draft is not None else target.get_output_embeddings().weight.shape[0])
+             if draft is not None else logits_width(target))
     policy = _n_policy(num_draft_tokens, target, draft, input_ids)
     device = input_ids.device
     gen = _generator(seed, generator, device)

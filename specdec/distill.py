@@ -7,6 +7,8 @@ Stages (``python -m specdec.distill <stage> ...``):
   generating (no second pass). Optionally also teacher-forced target forwards on raw text chunks.
 * ``train``: a small ``LlamaForCausalLM`` with the target's vocabulary is trained with
   KL(target top-k || draft) + CE on the target's argmax; a CSV log records held-out agreement.
+  ``--head-vocab K`` limits the output head to the K tokens the target emits most in the training
+  data (:mod:`specdec.subvocab`); ``--init-from DIR`` starts from a saved draft.
 * ``eval``: teacher-forced greedy agreement of a saved draft on held-out target generations.
 * ``cost``: single-token decode time of target and draft and c = draft/target (fp32, bf16).
 
@@ -33,10 +35,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections import Counter
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
+
+from specdec.subvocab import SubVocabLlamaForCausalLM, load_causal_lm, restrict_head
 
 EXCLUDED_PLAYS = ("tempest", "macbeth", "romeo_and_juliet")
 DEFAULT_TARGET = "smollm2-135m-instruct"
@@ -379,17 +384,63 @@ def collate(recs: list[dict], pad_id: int, gen_only: bool = False) -> dict[str, 
 
 
 def distill_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], ce_weight: float,
-                 temp: float = 1.0) -> torch.Tensor:
-    """KL(renormalised target top-k || draft restricted to top-k) + CE on target argmax, masked mean."""
+                 temp: float = 1.0, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """KL(renormalised target top-k || draft restricted to top-k) + CE on target argmax, masked mean.
+
+    ``columns`` maps target ids to the draft's logit columns (-1: not scored, for a sub-vocabulary
+    head); teacher entries outside the head are dropped and the rest renormalised."""
     m = batch["mask"]
     lg = logits[m].float()
     tid, tv = batch["tids"][m], batch["vals"][m]
+    if columns is not None:
+        tid = columns[tid]
+        tv = tv.masked_fill(tid < 0, float("-inf"))
+        keep = tid[:, 0] >= 0  # rows whose argmax the head can score (the rest: nothing to learn)
+        lg, tid, tv = lg[keep], tid[keep].clamp_min(0), tv[keep]
     p = F.softmax(tv / temp, -1)
-    logq_all = F.log_softmax(lg / temp, -1)
-    logq = logq_all.gather(-1, tid)
+    logq = F.log_softmax(lg / temp, -1).gather(-1, tid)
     kl = (p * (p.clamp_min(1e-9).log() - logq)).sum(-1).mean()
-    ce = -logq[:, 0].mean() if temp == 1.0 else F.cross_entropy(lg, tid[:, 0])
+    ce = -logq[:, 0].mean()
     return kl + ce_weight * ce
+
+
+def choose_vocab(recs: list[dict], size: int, vocab_size: int, always: tuple[int, ...] = ()) -> list[int]:
+    """The ``size`` target ids the teacher ranks first most often (ties: most often in its top-k),
+    plus ``always`` (special ids), ascending."""
+    top1 = torch.bincount(torch.cat([r["tids"][:, 0] for r in recs]).long(), minlength=vocab_size)
+    anyk = torch.bincount(torch.cat([r["tids"].flatten() for r in recs]).long(), minlength=vocab_size)
+    score = top1.double() * (anyk.max().double() + 1) + anyk.double()
+    extra = [t for t in score.argsort(descending=True).tolist() if t not in always][: max(size - len(always), 0)]
+    return sorted(set(always) | set(extra))
+
+
+def head_coverage(recs: list[dict], vocab: list[int], pad_id: int) -> float:
+    """Fraction of the supervised answer positions whose target argmax the head can score."""
+    allowed = set(vocab)
+    hit = tot = 0
+    for r in recs:
+        b = collate([r], pad_id, gen_only=True)
+        top1 = b["tids"][b["mask"]][:, 0].tolist()
+        hit += sum(t in allowed for t in top1)
+        tot += len(top1)
+    return hit / max(tot, 1)
+
+
+def head_columns(model: Any) -> Optional[torch.Tensor]:
+    """Target id -> logit column of a sub-vocabulary head (-1 where not scored); None for a full head."""
+    if not isinstance(model, SubVocabLlamaForCausalLM):
+        return None
+    cols = torch.full((model.config.vocab_size,), -1, dtype=torch.long)
+    cols[torch.tensor(model.config.draft_vocab)] = torch.arange(len(model.config.draft_vocab))
+    return cols
+
+
+def train_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits for the loss: the head's own columns only (no full-width tensor for a sub-vocabulary head)."""
+    if isinstance(model, SubVocabLlamaForCausalLM):
+        hidden = model.model(input_ids=batch["ids"], attention_mask=batch["att"]).last_hidden_state
+        return model.sub_logits(hidden)
+    return model(input_ids=batch["ids"], attention_mask=batch["att"]).logits
 
 
 @torch.no_grad()
@@ -415,6 +466,8 @@ class TrainConfig:
     out_dir: str = "specdec/weights/smollm2-draft"
     draft: DraftConfig = field(default_factory=DraftConfig)
     init_embeddings: str = "pca"  # "pca" | "random"
+    init_from: str = ""  # a saved draft directory to continue from (its shape wins over ``draft``)
+    head_vocab: int = 0  # >0: output head over this many target ids (see specdec.subvocab)
     minutes: float = 45.0
     lr: float = 3e-3
     min_lr_frac: float = 0.05
@@ -468,19 +521,30 @@ def train(cfg: TrainConfig) -> int:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tcfg, emb, pad = target_embeddings(cfg)
-    draft = make_draft(tcfg, cfg.draft)
-    if cfg.init_embeddings == "pca":
-        with torch.no_grad():
-            draft.get_input_embeddings().weight.copy_(pca_embeddings(emb, cfg.draft.hidden))
+    if cfg.init_from:
+        draft = load_causal_lm(cfg.init_from, torch.float32)
+    else:
+        draft = make_draft(tcfg, cfg.draft)
+        if cfg.init_embeddings == "pca":
+            with torch.no_grad():
+                draft.get_input_embeddings().weight.copy_(pca_embeddings(emb, cfg.draft.hidden))
     del emb
     train_recs, held = split_records(load_records(cfg.data_dir), cfg.heldout_frac)
     held = held[: cfg.max_heldout]
+    if cfg.head_vocab and not isinstance(draft, SubVocabLlamaForCausalLM):
+        special = tuple(sorted({int(t) for t in (tcfg.bos_token_id, tcfg.eos_token_id, pad) if t is not None}))
+        draft = restrict_head(draft, choose_vocab(train_recs, cfg.head_vocab, tcfg.vocab_size, special))
+    columns = head_columns(draft)
+    if columns is not None:
+        print(f"head scores {len(draft.config.draft_vocab)} of {tcfg.vocab_size} ids; they cover "
+              f"{head_coverage(held, draft.config.draft_vocab, pad):.4f} of held-out target tokens", flush=True)
+    draft.train()
     ntok = sum(r["vals"].shape[0] for r in train_recs)
     print(f"train records {len(train_recs)} ({ntok} supervised tokens), held-out {len(held)} "
           f"({sum(r['vals'].shape[0] for r in held)} tokens), draft params "
           f"{sum(p.numel() for p in draft.parameters()) / 1e6:.2f}M", flush=True)
     opt = torch.optim.AdamW(draft.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    steps_est = estimate_steps(draft, train_recs, cfg, pad, rng)
+    steps_est = estimate_steps(draft, train_recs, cfg, pad, columns)
     os.makedirs(cfg.out_dir, exist_ok=True)
     log_path = os.path.join(cfg.out_dir, "training_log.csv")
     with open(log_path, "w", newline="") as fh:
@@ -510,7 +574,7 @@ def train(cfg: TrainConfig) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             b = collate(batch_recs, pad)
-            loss = distill_loss(draft(input_ids=b["ids"], attention_mask=b["att"]).logits, b, cfg.ce_weight)
+            loss = distill_loss(train_logits(draft, b), b, cfg.ce_weight, columns=columns)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
@@ -528,7 +592,8 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * prog)))
 
 
-def estimate_steps(draft: Any, recs: list[dict], cfg: TrainConfig, pad: int, rng: random.Random) -> int:
+def estimate_steps(draft: Any, recs: list[dict], cfg: TrainConfig, pad: int,
+                   columns: Optional[torch.Tensor] = None) -> int:
     """Steps that fit in the time budget, from timing three training steps (on a copy of nothing)."""
     batches = token_batches(recs, cfg.batch_tokens, random.Random(cfg.seed + 1))[:3]
     state = {k: v.clone() for k, v in draft.state_dict().items()}
@@ -536,7 +601,7 @@ def estimate_steps(draft: Any, recs: list[dict], cfg: TrainConfig, pad: int, rng
     t = time.time()
     for br in batches:
         b = collate(br, pad)
-        distill_loss(draft(input_ids=b["ids"], attention_mask=b["att"]).logits, b, cfg.ce_weight).backward()
+        distill_loss(train_logits(draft, b), b, cfg.ce_weight, columns=columns).backward()
         opt.step()
         opt.zero_grad()
     per = (time.time() - t) / max(len(batches), 1)
@@ -548,9 +613,7 @@ def estimate_steps(draft: Any, recs: list[dict], cfg: TrainConfig, pad: int, rng
 
 def evaluate(draft_dir: str, data_dir: str, heldout_frac: float, pad: int = 2) -> float:
     """Held-out agreement of a saved draft."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32)
+    model = load_causal_lm(draft_dir, torch.float32)
     _, held = split_records(load_records(data_dir), heldout_frac)
     return agreement(model, held, pad)
 
@@ -571,11 +634,9 @@ def decode_ms(model: Any, dtype: torch.dtype, ctx: int = 128, steps: int = 24) -
 
 def measure_cost(target: str, gguf_file: Optional[str], draft_dir: str, threads: int) -> dict[str, float]:
     """Target and draft decode times and c = draft/target in fp32 and bf16."""
-    from transformers import AutoModelForCausalLM
-
     torch.set_num_threads(threads)
     tm, _ = load_target(target, gguf_file)
-    dm = AutoModelForCausalLM.from_pretrained(draft_dir, dtype=torch.float32)
+    dm = load_causal_lm(draft_dir, torch.float32)
     res: dict[str, float] = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         decode_ms(dm, dt, steps=4)  # warm-up

@@ -344,12 +344,14 @@ class Study:
     def random_draft(self):
         """A randomly initialised model of the draft's architecture and dtype (seeded; built once)."""
         if self._random_draft is None:
+            import copy
+
             import torch
-            from transformers import AutoModelForCausalLM
 
             model = self.draft.model
             torch.manual_seed(self.cfg.seed)
-            rand = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
+            # the draft's own class (a sub-vocabulary head stays one), on a config of its own
+            rand = type(model)(copy.deepcopy(model.config)).to(model.dtype)
             # A name of its own, so auto N's calibration cache never confuses it with the real draft.
             rand.name_or_path = rand.config._name_or_path = f"random-init:{self.draft.name}:seed{self.cfg.seed}"
             self._random_draft = rand.to(model.device).eval()

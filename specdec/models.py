@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 import torch
 
 from specdec.assets import ASSETS, AssetSpec, default_cache_dir, fetch_asset
+from specdec.subvocab import load_causal_lm, logits_width
 
 DRAFT_PRESET = "smollm2-draft"
 DRAFT_TOKENIZER_PRESET = "smollm2-135m-instruct"
@@ -71,9 +72,7 @@ def _finish(model: Any, device: torch.device) -> Any:
 
 
 def _auto_model(source: str, dtype: torch.dtype, **kwargs: Any) -> Any:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return load_causal_lm(source, dtype, **kwargs)
 
 
 def _auto_tokenizer(source: str, **kwargs: Any) -> Any:
@@ -262,9 +261,8 @@ def load_model(
 
 
 def _logit_rows(loaded: LoadedModel) -> int:
-    """Number of rows of the output (lm_head) matrix, i.e. the width of the logits."""
-    head = loaded.model.get_output_embeddings()
-    return int(head.weight.shape[0]) if head is not None else int(loaded.model.config.vocab_size)
+    """The width of the logits the model returns."""
+    return logits_width(loaded.model)
 
 
 def _first_vocab_difference(target: LoadedModel, draft: LoadedModel) -> Optional[str]:

@@ -98,3 +98,41 @@ def test_split_passages_and_lr():
     assert ps and all(len(p) >= 50 for p in ps)
     cfg = distill.TrainConfig(lr=1.0, warmup=10, min_lr_frac=0.1)
     assert distill.lr_at(0, 100, cfg) == 0.1 and abs(distill.lr_at(100, 100, cfg) - 0.1) < 1e-9
+
+
+def test_choose_vocab_ranks_the_teachers_first_choices_and_keeps_specials():
+    def rec(top):  # rows of (top-1, runner-up)
+        return distill.make_record([0] * (len(top) + 1), 1, torch.zeros(len(top), 2).half(),
+                                   torch.tensor(top).int(), 0, "shk-g")
+    recs = [rec([[5, 9], [5, 9], [7, 9], [8, 9]]), rec([[7, 9], [5, 11]])]
+    # top-1 counts: 5 x3, 7 x2, 8 x1; 9 is only a runner-up (x5) so it ranks after every top-1 id
+    assert distill.choose_vocab(recs, 3, 64) == [5, 7, 8]
+    assert distill.choose_vocab(recs, 4, 64) == [5, 7, 8, 9]
+    assert distill.choose_vocab(recs, 4, 64, always=(2,)) == [2, 5, 7, 8]
+
+
+def test_sub_vocabulary_head_trains_and_reports_coverage():
+    from specdec.subvocab import restrict_head
+
+    target = tiny_target()
+    recs = target_records(target)
+    vocab = distill.choose_vocab(recs, 24, 64, always=(2,))
+    cover = distill.head_coverage(recs, vocab, pad_id=2)
+    top1 = torch.cat([r["tids"][:, 0] for r in recs]).tolist()
+    assert cover == sum(t in vocab for t in top1) / len(top1)
+    draft = restrict_head(distill.make_draft(target.config, distill.DraftConfig(
+        layers=1, hidden=16, intermediate=32, heads=2, kv_heads=1)), vocab)
+    cols = distill.head_columns(draft)
+    assert cols[vocab].tolist() == list(range(len(vocab))) and (cols >= 0).sum() == len(vocab)
+    opt = torch.optim.AdamW(draft.parameters(), lr=1e-2)
+    b = distill.collate(recs, pad_id=2)
+    assert distill.train_logits(draft, b).shape[-1] == len(vocab)
+    losses = []
+    for _ in range(15):
+        loss = distill.distill_loss(distill.train_logits(draft, b), b, 0.5, columns=cols)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.8
+    assert distill.agreement(draft, recs, pad_id=2) > 0.3
