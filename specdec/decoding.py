@@ -19,8 +19,8 @@ from transformers import DynamicCache, PreTrainedModel
 
 from .cache import crop_to
 from .drafters import Draft, Drafter, ModelDrafter
-from .subvocab import logits_width
 from .sampling import SamplingParams, probs_from_logits, sample
+from .subvocab import logits_width
 from .verify import greedy_accept, rejection_accept
 
 # (accepted draft tokens, the target's own token or None when EOS cut the step short)

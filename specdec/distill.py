@@ -35,7 +35,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import Counter
 from typing import Any, Iterator, Optional
 
 import torch
