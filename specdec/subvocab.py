@@ -113,7 +113,9 @@ def restrict_head(model: LlamaForCausalLM, vocab: Sequence[int]) -> SubVocabLlam
     cfg = make_subvocab_config(model.config, vocab)
     sub = SubVocabLlamaForCausalLM(cfg).to(model.dtype)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("lm_head.")}
-    sub.load_state_dict(state, strict=False)
+    missing, unexpected = sub.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"lm_head.weight"}:  # only the head is new; anything else is a bug
+        raise ValueError(f"cannot restrict head: missing {missing}, unexpected {unexpected}")
     with torch.no_grad():
         ids = torch.tensor(cfg.draft_vocab, device=model.lm_head.weight.device)
         sub.lm_head.weight.copy_(model.get_output_embeddings().weight[ids])
