@@ -4,7 +4,8 @@ Stages (``python -m specdec.distill <stage> ...``):
 
 * ``gen-data``: the target answers chat prompts (batched, left padding, KV cache, mostly greedy,
   some temperature 0.7); the target's top-k logits at every generated position are saved while
-  generating (no second pass). Optionally also teacher-forced target forwards on raw text chunks.
+  generating (no second pass). ``--forced-minutes`` adds teacher-forced target top-k over further
+  chat prompts of the pool (no generation; about 4x the positions per second).
 * ``train``: a small ``LlamaForCausalLM`` with the target's vocabulary is trained with
   KL(target top-k || draft) + CE on the target's argmax; a CSV log records held-out agreement.
   ``--head-vocab K`` limits the output head to the K tokens the target emits most in the training
@@ -121,6 +122,7 @@ class Prompt:
     text: str
     kind: str
     key: int
+    passage: str = ""
 
 
 def build_prompts(cfg: "GenConfig", rng: random.Random) -> list[Prompt]:
@@ -132,9 +134,9 @@ def build_prompts(cfg: "GenConfig", rng: random.Random) -> list[Prompt]:
     prompts: list[Prompt] = []
     for p in shk:
         tpl = EXPLAIN if rng.random() < cfg.explain_frac else rng.choice(OTHER_TEMPLATES)
-        prompts.append(Prompt(tpl.format(passage=p), "shk", 0))
-    prompts += [Prompt(rng.choice(DOC_TEMPLATES).format(passage=p), "doc", 0) for p in docs]
-    prompts += [Prompt(rng.choice(CODE_TEMPLATES).format(passage=p), "code", 0) for p in code]
+        prompts.append(Prompt(tpl.format(passage=p), "shk", 0, p))
+    prompts += [Prompt(rng.choice(DOC_TEMPLATES).format(passage=p), "doc", 0, p) for p in docs]
+    prompts += [Prompt(rng.choice(CODE_TEMPLATES).format(passage=p), "code", 0, p) for p in code]
     rng.shuffle(prompts)
     for i, p in enumerate(prompts):
         p.key = i
@@ -221,9 +223,11 @@ class GenConfig:
     topk: int = 20
     heldout_frac: float = 0.05
     minutes: float = 25.0
-    text_chunks: int = 0
-    text_len: int = 256
     first_batch: int = 0
+    forced_minutes: float = 0.0
+    forced_from: int = 4000
+    forced_batch: int = 8
+    forced_shard: int = 256
     seed: int = 0
     threads: int = 2
 
@@ -263,17 +267,40 @@ def generate_batch(model: Any, tok: Any, prompts: list[Prompt], cfg: GenConfig, 
 
 
 @torch.no_grad()
-def text_records(model: Any, tok: Any, texts: list[str], cfg: GenConfig, key0: int) -> list[dict]:
-    """Teacher-forced target top-k on raw text chunks of ``cfg.text_len`` tokens."""
-    ids = tok("\n\n".join(texts), add_special_tokens=False)["input_ids"]
-    chunks = [ids[i:i + cfg.text_len] for i in range(0, len(ids) - cfg.text_len, cfg.text_len)]
+def forced_batch(model: Any, tok: Any, prompts: list[Prompt], cfg: GenConfig) -> list[dict]:
+    """Teacher-forced target top-k at every position of the chat-formatted prompts (no generation:
+    one batched forward, ~4x more positions per second than generating)."""
+    chats = [tok.apply_chat_template([{"role": "user", "content": p.text}], tokenize=False,
+                                     add_generation_prompt=True) for p in prompts]
+    tok.padding_side = "right"
+    enc = tok(chats, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
+              add_special_tokens=False)
+    vals, tids = topk_rows(model(**enc).logits, cfg.topk)
     recs = []
-    for i in range(0, len(chunks), cfg.batch_size):
-        x = torch.tensor(chunks[i:i + cfg.batch_size])
-        vals, tids = topk_rows(model(x).logits[:, :-1], cfg.topk)
-        for b in range(x.shape[0]):
-            recs.append(make_record(x[b].tolist(), 1, vals[b], tids[b], key0 + i + b, "text"))
+    for b, p in enumerate(prompts):
+        n = int(enc["attention_mask"][b].sum())
+        recs.append(make_record(enc["input_ids"][b, :n].tolist(), 1, vals[b, : n - 1], tids[b, : n - 1],
+                                p.key, p.kind + "-f"))
     return recs
+
+
+def forced_data(model: Any, tok: Any, prompts: list[Prompt], cfg: GenConfig) -> int:
+    """Teacher-forced shards ``forced_<first prompt index>.pt`` over ``prompts[cfg.forced_from:]``
+    (held-out keys skipped) until ``cfg.forced_minutes`` are spent; returns positions written."""
+    pool = [p for p in prompts[cfg.forced_from:] if not is_heldout(p.key, cfg.heldout_frac)]
+    t0, npos = time.time(), 0
+    for i in range(0, len(pool), cfg.forced_shard):
+        if time.time() - t0 > cfg.forced_minutes * 60:
+            break
+        chunk = sorted(pool[i:i + cfg.forced_shard], key=lambda p: len(p.text))
+        recs = [r for j in range(0, len(chunk), cfg.forced_batch)
+                for r in forced_batch(model, tok, chunk[j:j + cfg.forced_batch], cfg)]
+        npos += sum(r["vals"].shape[0] for r in recs)
+        torch.save(recs, os.path.join(cfg.out_dir, f"forced_{cfg.forced_from + i:06d}.pt"))
+        el = time.time() - t0
+        print(f"forced shard {i // cfg.forced_shard + 1} positions {npos} elapsed {el:.0f}s "
+              f"{npos / el:.1f} pos/s", flush=True)
+    return npos
 
 
 def gen_data(cfg: GenConfig) -> int:
@@ -287,7 +314,7 @@ def gen_data(cfg: GenConfig) -> int:
     print(f"{len(prompts)} prompts", flush=True)
     t0, ntok, shard = time.time(), 0, 0
     for i in range(cfg.first_batch * cfg.batch_size, len(prompts), cfg.batch_size):
-        if time.time() - t0 > cfg.minutes * 60:
+        if cfg.minutes <= 0 or time.time() - t0 > cfg.minutes * 60:
             break
         batch = sorted(prompts[i:i + cfg.batch_size], key=lambda p: len(p.text))
         sample = rng.random() < cfg.sample_frac
@@ -297,11 +324,8 @@ def gen_data(cfg: GenConfig) -> int:
         shard += 1
         el = time.time() - t0
         print(f"shard {shard} gen_tokens {ntok} elapsed {el:.0f}s {ntok / el:.1f} tok/s", flush=True)
-    if cfg.text_chunks:
-        texts = read_passages(shakespeare_files(cfg.shakespeare_dir), 2000, 4000, rng)
-        rng.shuffle(texts)
-        recs = text_records(model, tok, texts[: cfg.text_chunks], cfg, 10**8)
-        torch.save(recs, os.path.join(cfg.out_dir, "text_00000.pt"))
+    if cfg.forced_minutes > 0:
+        forced_data(model, tok, prompts, cfg)
     return 0
 
 
@@ -467,6 +491,7 @@ class TrainConfig:
     init_embeddings: str = "pca"  # "pca" | "random"
     init_from: str = ""  # a saved draft directory to continue from (its shape wins over ``draft``)
     head_vocab: int = 0  # >0: output head over this many target ids (see specdec.subvocab)
+    gen_repeat: int = 1  # records with target generations appear this many times per epoch
     minutes: float = 45.0
     lr: float = 3e-3
     min_lr_frac: float = 0.05
@@ -479,6 +504,12 @@ class TrainConfig:
     max_heldout: int = 48
     seed: int = 0
     threads: int = 2
+
+
+def weight_generations(recs: list[dict], repeat: int) -> list[dict]:
+    """``recs`` with each record that holds a target generation listed ``repeat`` times, so that
+    answers (what the draft must predict when decoding) are not drowned by teacher-forced prompts."""
+    return recs + [r for r in recs if "gen_start" in r] * max(repeat - 1, 0)
 
 
 def token_batches(recs: list[dict], batch_tokens: int, rng: random.Random) -> list[list[dict]]:
@@ -530,6 +561,7 @@ def train(cfg: TrainConfig) -> int:
     del emb
     train_recs, held = split_records(load_records(cfg.data_dir), cfg.heldout_frac)
     held = held[: cfg.max_heldout]
+    train_recs = weight_generations(train_recs, cfg.gen_repeat)
     if cfg.head_vocab and not isinstance(draft, SubVocabLlamaForCausalLM):
         special = tuple(sorted({int(t) for t in (tcfg.bos_token_id, tcfg.eos_token_id, pad) if t is not None}))
         draft = restrict_head(draft, choose_vocab(train_recs, cfg.head_vocab, tcfg.vocab_size, special))

@@ -136,3 +136,49 @@ def test_sub_vocabulary_head_trains_and_reports_coverage():
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.8
     assert distill.agreement(draft, recs, pad_id=2) > 0.3
+
+
+def byte_target() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_forced_batch_rows_match_unpadded_forwards_and_skip_heldout(tmp_path):
+    from tests._tiny import byte_tokenizer
+
+    target, tok = byte_target(), byte_tokenizer()
+    tok.pad_token = tok.convert_ids_to_tokens(0)
+    texts = ["Explain: to be or not", "Explain: a much longer passage, with more words in it", "Hi"]
+    prompts = [distill.Prompt(t, "shk", key) for key, t in enumerate(texts)]
+    cfg = distill.GenConfig(topk=4, max_prompt_tokens=128)
+    recs = distill.forced_batch(target, tok, prompts, cfg)
+    for p, r in zip(prompts, recs):
+        chat = tok.apply_chat_template([{"role": "user", "content": p.text}], tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(chat, add_special_tokens=False)["input_ids"]
+        assert r["ids"].tolist() == ids and r["kind"] == "shk-f" and r["key"] == p.key
+        with torch.no_grad():
+            want = target(torch.tensor([ids])).logits[0, :-1].topk(4, -1).indices
+        assert r["tids"].shape == (len(ids) - 1, 4)
+        assert (r["tids"][:, 0].long() == want[:, 0]).all()  # right padding changed nothing
+    assert distill.agreement(target, recs, pad_id=0) == 1.0
+
+    pool = [distill.Prompt(f"passage number {i}", "shk", i) for i in range(40)]
+    cfg = distill.GenConfig(topk=4, out_dir=str(tmp_path), forced_from=5, forced_batch=4, forced_shard=16,
+                            forced_minutes=5.0, heldout_frac=0.2)
+    npos = distill.forced_data(target, tok, pool, cfg)
+    written = distill.load_records(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forced_000005.pt", "forced_000021.pt"]
+    keys = {r["key"] for r in written}
+    assert keys == {k for k in range(5, 40) if not distill.is_heldout(k, 0.2)} and len(keys) < 35
+    assert npos == sum(r["vals"].shape[0] for r in written)
+
+
+def test_weight_generations_repeats_only_records_with_answers():
+    gen = {"gen_start": 3, "key": 0}
+    forced = {"key": 1}
+    out = distill.weight_generations([gen, forced], 3)
+    assert out.count(gen) == 3 and out.count(forced) == 1
+    assert distill.weight_generations([gen, forced], 1) == [gen, forced]
