@@ -650,6 +650,26 @@ def evaluate(draft_dir: str, data_dir: str, heldout_frac: float, pad: int = 2) -
 
 
 @torch.no_grad()
+def study_agreement(target: Any, draft: Any, tokenizer: Any, prompt_len: int = 128, count: int = 12,
+                    new_tokens: int = 64) -> tuple[float, int]:
+    """(agreement, positions) of the draft on the target's greedy answers to the speed study's own
+    prompts (plays never trained on): the held-out figure that matters for the study's α̂."""
+    from specdec.decoding import autoregressive_generate
+    from specdec.prompts import study_prompts
+
+    hit = tot = 0
+    for p in study_prompts(tokenizer, prompt_len, count):
+        ids = torch.tensor([p.ids])
+        gen = autoregressive_generate(target, ids, max_new_tokens=new_tokens,
+                                      eos_token_id=tokenizer.eos_token_id).tokens
+        full = torch.cat([ids, torch.tensor([gen], dtype=ids.dtype)], 1)
+        pred = draft(full).logits[0, prompt_len - 1: prompt_len - 1 + len(gen)].argmax(-1)
+        hit += int((pred == torch.tensor(gen)).sum())
+        tot += len(gen)
+    return hit / max(tot, 1), tot
+
+
+@torch.no_grad()
 def decode_ms(model: Any, dtype: torch.dtype, ctx: int = 128, steps: int = 24) -> float:
     """Median milliseconds of one single-token decode step with a KV cache (batch 1)."""
     model = model.to(dtype).eval()
@@ -697,6 +717,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--draft-dir", default=TrainConfig.out_dir)
     e.add_argument("--data-dir", default=TrainConfig.data_dir)
     e.add_argument("--heldout-frac", type=float, default=0.05)
+    e.add_argument("--target", default=DEFAULT_TARGET)
+    e.add_argument("--study-prompts", type=int, default=0,
+                   help="also measure agreement on the target's greedy answers to this many study prompts")
+    e.add_argument("--study-len", type=int, default=128)
+    e.add_argument("--study-new-tokens", type=int, default=64)
     c = sub.add_parser("cost", help="decode cost c = draft/target (fp32 and bf16)")
     c.add_argument("--target", default=DEFAULT_TARGET)
     c.add_argument("--gguf-file", default=None)
@@ -718,6 +743,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         measure_cost(args["target"], args["gguf_file"], args["draft_dir"], args["threads"])
         return 0
     print(f"held-out agreement {evaluate(args['draft_dir'], args['data_dir'], args['heldout_frac']):.4f}")
+    if args["study_prompts"]:
+        target, tok = load_target(args["target"])
+        acc, n = study_agreement(target, load_causal_lm(args["draft_dir"], torch.float32), tok,
+                                 args["study_len"], args["study_prompts"], args["study_new_tokens"])
+        print(f"study-prompt agreement {acc:.4f} ({args['study_prompts']} prompts of {args['study_len']} "
+              f"tokens, {n} target positions)")
     return 0
 
 

@@ -182,3 +182,15 @@ def test_weight_generations_repeats_only_records_with_answers():
     out = distill.weight_generations([gen, forced], 3)
     assert out.count(gen) == 3 and out.count(forced) == 1
     assert distill.weight_generations([gen, forced], 1) == [gen, forced]
+
+
+def test_study_agreement_counts_the_targets_own_answers():
+    from tests._tiny import one_thread, tiny_pair
+
+    with one_thread():
+        target, same = tiny_pair(eps=0.0)
+        acc, n = distill.study_agreement(target.model, same.model, target.tokenizer, 96, 2, 12)
+        assert acc == 1.0 and n == 24  # eps 0: the draft is the target's argmax everywhere
+        target, far = tiny_pair(eps=1.0)
+        acc_far, _ = distill.study_agreement(target.model, far.model, target.tokenizer, 96, 2, 12)
+        assert acc_far < 1.0
