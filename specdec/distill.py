@@ -122,7 +122,6 @@ class Prompt:
     text: str
     kind: str
     key: int
-    passage: str = ""
 
 
 def build_prompts(cfg: "GenConfig", rng: random.Random) -> list[Prompt]:
@@ -134,9 +133,9 @@ def build_prompts(cfg: "GenConfig", rng: random.Random) -> list[Prompt]:
     prompts: list[Prompt] = []
     for p in shk:
         tpl = EXPLAIN if rng.random() < cfg.explain_frac else rng.choice(OTHER_TEMPLATES)
-        prompts.append(Prompt(tpl.format(passage=p), "shk", 0, p))
-    prompts += [Prompt(rng.choice(DOC_TEMPLATES).format(passage=p), "doc", 0, p) for p in docs]
-    prompts += [Prompt(rng.choice(CODE_TEMPLATES).format(passage=p), "code", 0, p) for p in code]
+        prompts.append(Prompt(tpl.format(passage=p), "shk", 0))
+    prompts += [Prompt(rng.choice(DOC_TEMPLATES).format(passage=p), "doc", 0) for p in docs]
+    prompts += [Prompt(rng.choice(CODE_TEMPLATES).format(passage=p), "code", 0) for p in code]
     rng.shuffle(prompts)
     for i, p in enumerate(prompts):
         p.key = i
@@ -561,10 +560,10 @@ def train(cfg: TrainConfig) -> int:
     del emb
     train_recs, held = split_records(load_records(cfg.data_dir), cfg.heldout_frac)
     held = held[: cfg.max_heldout]
-    train_recs = weight_generations(train_recs, cfg.gen_repeat)
     if cfg.head_vocab and not isinstance(draft, SubVocabLlamaForCausalLM):
         special = tuple(sorted({int(t) for t in (tcfg.bos_token_id, tcfg.eos_token_id, pad) if t is not None}))
         draft = restrict_head(draft, choose_vocab(train_recs, cfg.head_vocab, tcfg.vocab_size, special))
+    train_recs = weight_generations(train_recs, cfg.gen_repeat)
     columns = head_columns(draft)
     if columns is not None:
         print(f"head scores {len(draft.config.draft_vocab)} of {tcfg.vocab_size} ids; they cover "
