@@ -2,7 +2,7 @@
 
 ``measure_costs`` times one-token decodes of p (target) and q (draft) and a target pass over
 N + 1 tokens, each from a KV cache prefilled on the prompt and cropped back after every timed
-forward (medians of ``repeats`` after ``warmup``). ``CalibrationCache`` keeps the result per
+forward, in interleaved rounds (medians of ``repeats`` rounds after ``warmup``). ``CalibrationCache`` keeps the result per
 (target, draft, dtype, device) so "auto" N calibrates once per process, or once per machine
 when given a JSON path.
 """
@@ -52,20 +52,16 @@ def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor) -> DynamicCache:
     return cache
 
 
-def _median_forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor,
-                      repeats: int, warmup: int, logits_to_keep: int = 0) -> float:
-    """Median seconds of one cached forward over ``block``; the cache is cropped back each time."""
+def _forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor, logits_to_keep: int = 0) -> float:
+    """Seconds of one cached forward over ``block``; the cache is cropped back to where it was."""
     base = cache.get_seq_length()
-    times = []
-    for i in range(warmup + repeats):
-        _sync(block.device)
-        t0 = time.perf_counter()
-        model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
-        _sync(block.device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-        crop_to(cache, base)
-    return statistics.median(times)
+    _sync(block.device)
+    t0 = time.perf_counter()
+    model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
+    _sync(block.device)
+    elapsed = time.perf_counter() - t0
+    crop_to(cache, base)
+    return elapsed
 
 
 @torch.inference_mode()
@@ -73,25 +69,34 @@ def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt
                   ns: Iterable[int] = range(1, 17), repeats: int = 5, warmup: int = 2) -> Costs:
     """Time p's and q's one-token decode and p's (N+1)-token verify pass after a prefilled prompt.
 
-    Forwards: 2 prefills + (warmup + repeats) × (2 + len(ns)). ``draft`` None (a drafter
-    without a model, e.g. prompt lookup) gives c = 0. ``verify_cost[0] = 1``.
+    Interleaved: each of ``warmup + repeats`` rounds times every shape once (1 token, each N + 1,
+    the draft's token), so a drift of the machine's speed hits all of them alike; each cost is a
+    ratio of medians over the measured rounds. Forwards: 2 prefills + (warmup + repeats) ×
+    (2 + len(ns)). ``draft`` None (a drafter without a model, e.g. prompt lookup) gives c = 0.
+    ``verify_cost[0] = 1``.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    ns = [int(n) for n in ns]
+    if any(n < 1 for n in ns):
+        raise ValueError(f"ns must be >= 1, got {ns}")
     last = prompt_ids[:, -1:].to(target.device)
     cache = _prefill(target, prompt_ids)
-    # The engine's verify pass keeps all logits; a one-token target decode is the same call.
-    t1 = _median_forward_s(target, cache, last, repeats, warmup)
-    verify = {0: 1.0}
-    for n in ns:
-        if n < 1:
-            raise ValueError(f"ns must be >= 1, got {n}")
-        tn = _median_forward_s(target, cache, last.repeat(1, n + 1), repeats, warmup)
-        verify[int(n)] = tn / t1
-    td = 0.0
-    if draft is not None:
-        dcache = _prefill(draft, prompt_ids)
-        td = _median_forward_s(draft, dcache, last.to(draft.device), repeats, warmup, logits_to_keep=1)
+    dcache = _prefill(draft, prompt_ids) if draft is not None else None
+    times: dict[str, list[float]] = {"target": [], "draft": [], **{f"v{n}": [] for n in ns}}
+    for i in range(warmup + repeats):
+        # The engine's verify pass keeps all logits; a one-token target decode is the same call.
+        round_ = {"target": _forward_s(target, cache, last)}
+        for n in ns:
+            round_[f"v{n}"] = _forward_s(target, cache, last.repeat(1, n + 1))
+        if dcache is not None:
+            round_["draft"] = _forward_s(draft, dcache, last.to(draft.device), logits_to_keep=1)
+        if i >= warmup:
+            for k, t in round_.items():
+                times[k].append(t)
+    t1 = statistics.median(times["target"])
+    td = statistics.median(times["draft"]) if dcache is not None else 0.0
+    verify = {0: 1.0, **{n: statistics.median(times[f"v{n}"]) / t1 for n in ns}}
     return Costs(target_step_s=t1, draft_step_s=td, c=td / t1, verify_cost=verify)
 
 

@@ -3,6 +3,8 @@
 Counters (raw, as llama.cpp keeps them; rates are derived):
 - ``drafted``: draft tokens sent to the target for verification; ``accepted``: those kept.
 - acceptance rate α̂ = accepted / drafted (NaN when nothing was drafted).
+- per-token α (``alpha_geometric``): the geometric-model MLE of :func:`specdec.theory.alpha_from_counts`,
+  the α that E(α, N) expects; α̂ counts drafts after a rejection as failures and so sits below it.
 - τ (``tokens_per_step``) = new tokens / target forward passes, the prefill pass included
   (it yields the first token); plain decoding scores exactly 1.0.
 """
@@ -21,6 +23,7 @@ from .cache import crop_to
 from .drafters import Draft, Drafter, ModelDrafter
 from .sampling import SamplingParams, probs_from_logits, sample
 from .subvocab import logits_width
+from .theory import alpha_from_counts
 from .verify import greedy_accept, rejection_accept
 
 # (accepted draft tokens, the target's own token or None when EOS cut the step short)
@@ -46,6 +49,10 @@ class GenerationStats:
     @property
     def acceptance_rate(self) -> float:
         return self.accepted / self.drafted if self.drafted else math.nan
+
+    @property
+    def alpha_geometric(self) -> float:
+        return alpha_from_counts(self.accepted_per_step, self.drafted_per_step)
 
     @property
     def tokens_per_step(self) -> float:

@@ -28,6 +28,8 @@ EXTRA_METHODS = ("auto", "auto-random", "prompt-lookup", "hf-assisted", "hf-defa
 _METHOD_MODULE = {"auto": "specdec.autotune", "auto-random": "specdec.autotune",
                   "hf-assisted": "specdec.hf_assisted", "hf-default": "specdec.hf_assisted"}
 KEY_COLUMNS = ("experiment", "method", "prompt_id", "prompt_len", "max_new_tokens", "n_draft", "repeat")
+# Interleaved calibration rounds behind the run's c and v(N) (~1 s per round for the default pair in fp32).
+CALIBRATION_REPEATS = 15
 
 
 def available_methods() -> tuple[str, ...]:
@@ -169,6 +171,7 @@ class Row:
     baseline_tokens_per_s: float
     speculative_tokens_per_s: float
     acceptance_rate: float
+    alpha_geometric: float
     tokens_per_step: float
     target_forwards: int
     draft_forwards: int
@@ -429,7 +432,8 @@ class Study:
             decode_speedup=ratio(sa.decode_s, sb.decode_s),
             baseline_tokens_per_s=ratio(len(a.result.tokens), a.wall_s),
             speculative_tokens_per_s=ratio(len(b.result.tokens), b.wall_s),
-            acceptance_rate=sb.acceptance_rate, tokens_per_step=sb.tokens_per_step,
+            acceptance_rate=sb.acceptance_rate, alpha_geometric=sb.alpha_geometric,
+            tokens_per_step=sb.tokens_per_step,
             target_forwards=sb.target_forwards, draft_forwards=sb.draft_forwards,
             baseline_prefill_s=sa.prefill_s, baseline_decode_s=sa.decode_s,
             speculative_prefill_s=sb.prefill_s, speculative_decode_s=sb.decode_s,
@@ -491,7 +495,7 @@ def measure_run_costs(study: Study) -> dict:
     prompt = study_prompts(study.target.tokenizer, cfg.fixed_prompt_len, 1)[0]
     ids = torch.tensor([prompt.ids], device=study.device)
     ns = sorted({n for n in (*cfg.ns, cfg.fixed_n) if n != "auto"})
-    costs = measure_costs(study.target.model, study.draft.model, ids, ns=ns)
+    costs = measure_costs(study.target.model, study.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2)
     return {"target_step_s": costs.target_step_s, "draft_step_s": costs.draft_step_s, "c": costs.c,
             "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
 

@@ -115,10 +115,13 @@ def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
         part = sel[sel.method == method]
         if part.empty:
             continue
-        _errbar(a1, _stats(part, "n_value", "acceptance_rate"), label, color=color)
+        _errbar(a1, _stats(part, "n_value", "acceptance_rate"), f"{label}, α̂", color=color)
+        if "alpha_geometric" in part and part.alpha_geometric.notna().any():
+            _errbar(a1, _stats(part, "n_value", "alpha_geometric"), f"{label}, per-token α", 0.06,
+                    color=color, linestyle="--")
         _errbar(a2, _stats(part, "n_value", "tokens_per_step"), label, color=color)
     ns = sorted(sel.n_value.unique())
-    for ax, ylabel in ((a1, "acceptance rate α̂ (accepted / drafted)"), (a2, "τ (new tokens / target forward)")):
+    for ax, ylabel in ((a1, "α̂ = accepted / drafted; per-token α (geometric MLE)"), (a2, "τ (new tokens / target forward)")):
         ax.set_xticks(ns, [str(int(v)) for v in ns])
         ax.set_xlabel("draft tokens per step N")
         ax.set_ylabel(ylabel)
@@ -130,17 +133,17 @@ def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def predicted_curve(alpha_by_n: pd.Series, costs: dict | None) -> pd.Series | None:
-    """Predicted speedup per N from measured α̂, c and v(N) via :mod:`specdec.theory` (None if unavailable)."""
-    if not costs or "c" not in costs:
+def predicted_curve(ours: pd.DataFrame, costs: dict | None) -> pd.Series | None:
+    """Predicted speedup per N of our fixed-N rows, from their median per-token α (geometric MLE,
+    not α̂, which E(α, N) would read low), c and v(N) via :mod:`specdec.theory`; None if unavailable
+    (no calibrated costs, or a CSV from before the ``alpha_geometric`` column)."""
+    if not costs or "c" not in costs or "alpha_geometric" not in ours:
         return None
-    try:
-        from .theory import predicted_speedup
-    except ImportError:
-        return None
+    from .theory import predicted_speedup
+
     verify = {int(k): float(v) for k, v in costs.get("verify_cost", {}).items()}
     out = {}
-    for n, alpha in alpha_by_n.items():
+    for n, alpha in ours.groupby("n_value").alpha_geometric.median().items():
         if int(n) in verify and not math.isnan(alpha):
             out[n] = predicted_speedup(float(alpha), float(costs["c"]), int(n), verify[int(n)])
     return pd.Series(out, dtype=float).sort_index() if out else None
@@ -157,9 +160,9 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     hf = sel[sel.method == "hf-assisted"]
     if not hf.empty:
         _errbar(ax, _stats(hf, "n_value", "speedup"), "HF assisted, measured", 0.02, color="tab:orange")
-    pred = predicted_curve(ours.groupby("n_value").acceptance_rate.median(), costs)
+    pred = predicted_curve(ours, costs)
     if pred is not None:
-        label = f"predicted from α̂, c={costs['c']:.2f}, v(N)"
+        label = f"predicted from per-token α, c={costs['c']:.2f}, v(N)"
         ax.plot(pred.index, pred.values, "s--", color="tab:green", label=label)
     ax.axhline(1.0, linestyle="--", color="black", linewidth=1, label="break-even (1.0)")
     every = df[df.experiment == "n"]

@@ -14,7 +14,8 @@ def frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     if df.empty:
         return df
-    numeric = [c for c in df.columns if c.endswith(("_s", "_per_s", "speedup", "_rate", "_step", "_forwards"))]
+    numeric = [c for c in df.columns
+               if c.endswith(("_s", "_per_s", "speedup", "_rate", "_step", "_forwards")) or c == "alpha_geometric"]
     for col in numeric + ["prompt_len", "max_new_tokens", "repeat", "new_tokens", "temperature"]:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
@@ -38,8 +39,20 @@ def _method(df: pd.DataFrame, method: str, n: str | None = None) -> dict | None:
         sel = sel[sel.n_draft == n]
     if sel.empty:
         return None
+    alpha = spread(sel.alpha_geometric)["median"] if "alpha_geometric" in sel else math.nan
     return {"n_draft": n, "speedup": spread(sel.speedup), "acceptance_rate": spread(sel.acceptance_rate)["median"],
-            "tokens_per_step": spread(sel.tokens_per_step)["median"]}
+            "alpha_geometric": alpha, "tokens_per_step": spread(sel.tokens_per_step)["median"]}
+
+
+def _predicted(entry: dict, costs: dict | None) -> float:
+    """E(α, N) / (N·c + v(N)) at the entry's N with its per-token α; NaN without calibrated costs."""
+    from .theory import predicted_speedup
+
+    n, alpha = int(entry["n_draft"]), entry.get("alpha_geometric", math.nan)
+    verify = {int(k): float(x) for k, x in (costs or {}).get("verify_cost", {}).items()}
+    if not costs or "c" not in costs or n not in verify or math.isnan(alpha):
+        return math.nan
+    return predicted_speedup(alpha, float(costs["c"]), n, verify[n])
 
 
 def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict:
@@ -56,6 +69,7 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
         med = ours.groupby("n_draft").speedup.median()
         best = str(med.idxmax())
         out["best_n"] = {**_method(df, "speculative", best), "n_draft": best}
+        out["best_n"]["predicted_speedup"] = _predicted(out["best_n"], meta.get("costs"))
         hf = _method(df, "hf-assisted", best)
         out["hf_assisted_at_best_n"] = hf
     for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
@@ -79,14 +93,17 @@ def _fmt(entry: dict | None, label: str) -> str:
     n = f" (N={entry['n_draft']})" if entry.get("n_draft") not in (None, "nan") else ""
     return (f"- {label}{n}: speedup {s['median']:.2f}x (IQR {s['q1']:.2f}-{s['q3']:.2f}, "
             f"min-max {s['min']:.2f}-{s['max']:.2f}, {s['count']} pairs); "
-            f"acceptance {entry['acceptance_rate']:.2f}, tau {entry['tokens_per_step']:.2f}")
+            f"acceptance {entry['acceptance_rate']:.2f}, per-token alpha {entry.get('alpha_geometric', math.nan):.2f}, "
+            f"tau {entry['tokens_per_step']:.2f}")
 
 
 def to_markdown(summary: dict) -> str:
     """The summary as a short Markdown list (also printed at the end of a run)."""
     lines = [f"Study summary: target {summary.get('target_model')}, draft {summary.get('draft_model')}, "
              f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs",
-             _fmt(summary.get("best_n"), "best N, ours"),
+             _fmt(summary.get("best_n"), "best N, ours")
+             + (f"; predicted {summary['best_n']['predicted_speedup']:.2f}x from per-token alpha, c, v(N)"
+                if not math.isnan((summary.get("best_n") or {}).get("predicted_speedup", math.nan)) else ""),
              _fmt(summary.get("auto"), "auto N, ours"),
              _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),

@@ -43,3 +43,16 @@ def test_cache_persists_named_models_only(tmp_path, prompt):
     assert reloaded.get(named, named) == costs
     assert reloaded.get(anonymous, anonymous) is None
     assert "float32" in next(iter(reloaded.entries))
+
+
+def test_measure_costs_interleaves_shapes(pair, prompt):
+    """Every round times 1 token, then each N + 1, so a drift of the machine hits all shapes alike."""
+    target, draft = pair
+    widths = []
+    handle = target.register_forward_hook(lambda m, args, kwargs, out: widths.append(
+        (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        measure_costs(target, draft, prompt, ns=(1, 3), repeats=2, warmup=1)
+    finally:
+        handle.remove()
+    assert widths == [prompt.shape[1]] + [1, 2, 4] * 3

@@ -5,6 +5,7 @@ import torch
 
 from specdec import autoregressive_generate, speculative_generate
 from specdec.fixtures import FixtureSpec, fixture_pair, random_model
+from specdec.theory import alpha_from_counts
 
 NEW = 40
 
@@ -66,6 +67,10 @@ def test_partially_agreeing_draft(pair, reference, n):
     assert s.tokens_per_step == pytest.approx(NEW / s.target_forwards)
     assert s.new_tokens == 1 + s.accepted + len(s.accepted_per_step)  # prefill + kept + one per step
     assert s.draft_forwards >= s.drafted  # the drafter's prefill counts too
+    # per-token α is the geometric MLE over the steps; α̂ counts untested drafts as failures
+    assert s.alpha_geometric == pytest.approx(alpha_from_counts(s.accepted_per_step, s.drafted_per_step))
+    if n > 1:
+        assert s.alpha_geometric > s.acceptance_rate
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.05, 0.5])

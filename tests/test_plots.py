@@ -7,15 +7,16 @@ from pathlib import Path
 import pandas as pd
 
 from specdec.experiments import COLUMNS, Row
-from specdec.plots import PLOT_FILES, make_plots
-from specdec.summary import summarize, to_markdown
+from specdec.plots import PLOT_FILES, make_plots, predicted_curve
+from specdec.summary import frame, summarize, to_markdown
+from specdec.theory import predicted_speedup
 
 
 def _row(experiment, method, n, L=128, M=64, r=0):
     rnd = random.Random(hash((experiment, method, str(n), L, M, r)))
     base, spec = 2.0 + M / 32, 1.5 + M / 40 + rnd.random() * 0.2
     return Row(experiment, method, "tempest-00", L, M, n, r, 0.0, M, base, spec, base / spec, base / spec,
-               M / base, M / spec, 0.6, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, True,
+               M / base, M / spec, 0.6, 0.7, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, True,
                "tgt", "drf", "float32", "cpu", r)
 
 
@@ -49,8 +50,21 @@ def test_summary_reports_best_n_and_others(tmp_path):
     text = to_markdown(summary)
     assert summary["auto-random"]["speedup"]["count"] == 1
     for phrase in ("best N", "auto N", "unrelated random draft", "prompt lookup", "HF assisted, HF defaults",
-                   "c=0.100"):
+                   "c=0.100", "per-token alpha 0.70", "predicted"):
         assert phrase in text
+    n = int(summary["best_n"]["n_draft"])
+    v = meta["costs"]["verify_cost"][str(n)]
+    assert summary["best_n"]["predicted_speedup"] == predicted_speedup(0.7, 0.1, n, v)
+
+
+def test_prediction_uses_per_token_alpha_not_accept_ratio(tmp_path):
+    df = frame(pd.read_csv(_csv(tmp_path), dtype={"n_draft": str}))
+    ours = df[(df.experiment == "n") & (df.method == "speculative")]
+    costs = {"c": 0.1, "verify_cost": {"1": 1.3, "2": 1.5, "4": 1.6}}
+    pred = predicted_curve(ours, costs)
+    assert list(pred.index) == [1, 2, 4]
+    assert pred[4] == predicted_speedup(0.7, 0.1, 4, 1.6) != predicted_speedup(0.6, 0.1, 4, 1.6)
+    assert predicted_curve(ours.drop(columns="alpha_geometric"), costs) is None  # old CSV: no curve
 
 
 def test_plot_modules_do_not_import_torch():
