@@ -364,18 +364,19 @@ class Study:
     def device(self):
         return self.target.model.device
 
-    def calibrate_auto(self) -> dict[str, float]:
-        """Seconds spent measuring auto N's costs (c, v(N)) per auto method, done once before timing.
+    def calibrate_auto(self) -> dict[str, dict]:
+        """Per auto method, the costs auto N decides with (c, v(N)) and the seconds spent measuring them.
 
         Auto N calibrates once per pair and process; doing it here keeps that one-off cost out of
-        the timed pairs (it is reported in the meta JSON instead).
+        the timed pairs, and the meta JSON shows what the policy saw (its calibration is shorter
+        than the run's, so its c and v(N) can differ from ``costs``).
         """
         import torch
 
         from .autotune import auto_policy
         from .prompts import study_prompts
 
-        out: dict[str, float] = {}
+        out: dict[str, dict] = {}
         auto_methods = sorted({c.method for c in cells(self.cfg) if c.n_draft == "auto"})
         if not auto_methods:
             return out
@@ -384,8 +385,9 @@ class Study:
         for method in auto_methods:
             draft = self.random_draft() if method == "auto-random" else self.draft.model
             t0 = time.perf_counter()
-            auto_policy(self.target.model, draft, ids)
-            out[method] = time.perf_counter() - t0
+            costs = auto_policy(self.target.model, draft, ids).costs
+            out[method] = {"seconds": time.perf_counter() - t0, "c": costs.c,
+                           "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
         return out
 
     def baseline(self, ids, max_new: int, seed: int):
@@ -521,7 +523,7 @@ def run_study(cfg: StudyConfig, target, draft, csv_path: Path, resume: bool = Fa
     sink = CsvSink(csv_path, resume)
     try:
         meta["costs"] = old_meta.get("costs") or measure_run_costs(study)
-        meta["auto_calibration_s"] = study.calibrate_auto()
+        meta["auto_calibration"] = study.calibrate_auto()
         write_json(meta_file, meta)
         total, initial = planned_generations(cfg, done)
         with tqdm(total=total, initial=initial, unit="gen", disable=not show_progress,

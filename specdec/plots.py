@@ -111,17 +111,18 @@ def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
     if sel.empty:
         return _empty(path, "acceptance")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=FIGSIZE)
-    for method, label, color in (("speculative", "ours", "tab:blue"), ("hf-assisted", "HF assisted", "tab:orange")):
+    for method, label, offset, color in (("speculative", "ours", -0.02, "tab:blue"),
+                                          ("hf-assisted", "HF assisted", 0.02, "tab:orange")):
         part = sel[sel.method == method]
         if part.empty:
             continue
-        _errbar(a1, _stats(part, "n_value", "acceptance_rate"), f"{label}, α̂", color=color)
-        if "alpha_geometric" in part and part.alpha_geometric.notna().any():
-            _errbar(a1, _stats(part, "n_value", "alpha_geometric"), f"{label}, per-token α", 0.06,
-                    color=color, linestyle="--")
-        _errbar(a2, _stats(part, "n_value", "tokens_per_step"), label, color=color)
+        # HF's loop does not report its acceptances, only its target forwards (τ)
+        for col, what, style in (("acceptance_rate", "α̂", "-"), ("alpha_geometric", "per-token α", "--")):
+            if col in part and part[col].notna().any():
+                _errbar(a1, _stats(part, "n_value", col), f"{label}, {what}", offset, color=color, linestyle=style)
+        _errbar(a2, _stats(part, "n_value", "tokens_per_step"), label, offset, color=color)
     ns = sorted(sel.n_value.unique())
-    for ax, ylabel in ((a1, "α̂ = accepted / drafted; per-token α (geometric MLE)"), (a2, "τ (new tokens / target forward)")):
+    for ax, ylabel in ((a1, "acceptance: α̂ = accepted / drafted,\nper-token α = geometric MLE"), (a2, "τ (new tokens / target forward)")):
         ax.set_xticks(ns, [str(int(v)) for v in ns])
         ax.set_xlabel("draft tokens per step N")
         ax.set_ylabel(ylabel)

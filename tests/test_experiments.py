@@ -96,7 +96,9 @@ def test_adversarial_auto_cell_uses_random_draft(tmp_path, models):
     row = [r for r in _rows(tmp_path / "r.csv") if r["method"] == "auto-random"][0]
     assert row["outputs_match"] == "True" and row["n_draft"] == "auto"
     meta = json.loads((tmp_path / "r.meta.json").read_text())
-    assert set(meta["auto_calibration_s"]) == {"auto-random"}  # calibrated once, before timing
+    assert set(meta["auto_calibration"]) == {"auto-random"}  # calibrated once, before timing
+    auto = meta["auto_calibration"]["auto-random"]
+    assert auto["seconds"] > 0 and auto["c"] > 0 and auto["verify_cost"]["0"] == 1.0
     study = Study(cfg, *models)
     rand, draft = study.random_draft(), models[1].model
     assert rand is study.random_draft() and type(rand) is type(draft)
