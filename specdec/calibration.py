@@ -2,9 +2,9 @@
 
 ``measure_costs`` times one-token decodes of p (target) and q (draft) and a target pass over
 N + 1 tokens, each from a KV cache prefilled on the prompt and cropped back after every timed
-forward, in interleaved rounds (medians of ``repeats`` rounds after ``warmup``). ``CalibrationCache`` keeps the result per
-(target, draft, dtype, device) so "auto" N calibrates once per process, or once per machine
-when given a JSON path.
+forward, in interleaved rounds (medians of ``repeats`` rounds after ``warmup``).
+``CalibrationCache`` keeps the result per (target, draft, dtype, device) so "auto" N calibrates
+once per process, or once per machine when given a JSON path.
 """
 
 from __future__ import annotations

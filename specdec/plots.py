@@ -122,7 +122,8 @@ def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
                 _errbar(a1, _stats(part, "n_value", col), f"{label}, {what}", offset, color=color, linestyle=style)
         _errbar(a2, _stats(part, "n_value", "tokens_per_step"), label, offset, color=color)
     ns = sorted(sel.n_value.unique())
-    for ax, ylabel in ((a1, "acceptance: α̂ = accepted / drafted,\nper-token α = geometric MLE"), (a2, "τ (new tokens / target forward)")):
+    for ax, ylabel in ((a1, "acceptance: α̂ = accepted / drafted,\nper-token α = geometric MLE"),
+                       (a2, "τ (new tokens / target forward)")):
         ax.set_xticks(ns, [str(int(v)) for v in ns])
         ax.set_xlabel("draft tokens per step N")
         ax.set_ylabel(ylabel)

@@ -91,19 +91,19 @@ def _fmt(entry: dict | None, label: str) -> str:
         return f"- {label}: not measured"
     s = entry["speedup"]
     n = f" (N={entry['n_draft']})" if entry.get("n_draft") not in (None, "nan") else ""
+    predicted = entry.get("predicted_speedup", math.nan)
     return (f"- {label}{n}: speedup {s['median']:.2f}x (IQR {s['q1']:.2f}-{s['q3']:.2f}, "
             f"min-max {s['min']:.2f}-{s['max']:.2f}, {s['count']} pairs); "
             f"acceptance {entry['acceptance_rate']:.2f}, per-token alpha {entry.get('alpha_geometric', math.nan):.2f}, "
-            f"tau {entry['tokens_per_step']:.2f}")
+            f"tau {entry['tokens_per_step']:.2f}"
+            + (f"; predicted {predicted:.2f}x from per-token alpha, c, v(N)" if not math.isnan(predicted) else ""))
 
 
 def to_markdown(summary: dict) -> str:
     """The summary as a short Markdown list (also printed at the end of a run)."""
     lines = [f"Study summary: target {summary.get('target_model')}, draft {summary.get('draft_model')}, "
              f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs",
-             _fmt(summary.get("best_n"), "best N, ours")
-             + (f"; predicted {summary['best_n']['predicted_speedup']:.2f}x from per-token alpha, c, v(N)"
-                if not math.isnan((summary.get("best_n") or {}).get("predicted_speedup", math.nan)) else ""),
+             _fmt(summary.get("best_n"), "best N, ours"),
              _fmt(summary.get("auto"), "auto N, ours"),
              _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),
