@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .summary import frame  # noqa: E402
+from .summary import frame, predicted_from_costs  # noqa: E402
 
 FIGSIZE, DPI = (6.4, 4.0), 200
 PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
@@ -139,16 +138,11 @@ def predicted_curve(ours: pd.DataFrame, costs: dict | None) -> pd.Series | None:
     """Predicted speedup per N of our fixed-N rows, from their median per-token α (geometric MLE,
     not α̂, which E(α, N) would read low), c and v(N) via :mod:`specdec.theory`; None if unavailable
     (no calibrated costs, or a CSV from before the ``alpha_geometric`` column)."""
-    if not costs or "c" not in costs or "alpha_geometric" not in ours:
+    if "alpha_geometric" not in ours:
         return None
-    from .theory import predicted_speedup
-
-    verify = {int(k): float(v) for k, v in costs.get("verify_cost", {}).items()}
-    out = {}
-    for n, alpha in ours.groupby("n_value").alpha_geometric.median().items():
-        if int(n) in verify and not math.isnan(alpha):
-            out[n] = predicted_speedup(float(alpha), float(costs["c"]), int(n), verify[int(n)])
-    return pd.Series(out, dtype=float).sort_index() if out else None
+    alphas = ours.groupby("n_value").alpha_geometric.median()
+    out = pd.Series({n: predicted_from_costs(a, int(n), costs) for n, a in alphas.items()}, dtype=float).dropna()
+    return out.sort_index() if not out.empty else None
 
 
 def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:

@@ -44,15 +44,14 @@ def _method(df: pd.DataFrame, method: str, n: str | None = None) -> dict | None:
             "alpha_geometric": alpha, "tokens_per_step": spread(sel.tokens_per_step)["median"]}
 
 
-def _predicted(entry: dict, costs: dict | None) -> float:
-    """E(α, N) / (N·c + v(N)) at the entry's N with its per-token α; NaN without calibrated costs."""
+def predicted_from_costs(alpha: float, n: int, costs: dict | None) -> float:
+    """E(α, N) / (N·c + v(N)) with a run's measured costs (meta JSON ``costs``); NaN when c, v(N) or α is missing."""
     from .theory import predicted_speedup
 
-    n, alpha = int(entry["n_draft"]), entry.get("alpha_geometric", math.nan)
     verify = {int(k): float(x) for k, x in (costs or {}).get("verify_cost", {}).items()}
     if not costs or "c" not in costs or n not in verify or math.isnan(alpha):
         return math.nan
-    return predicted_speedup(alpha, float(costs["c"]), n, verify[n])
+    return predicted_speedup(float(alpha), float(costs["c"]), n, verify[n])
 
 
 def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict:
@@ -69,7 +68,8 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
         med = ours.groupby("n_draft").speedup.median()
         best = str(med.idxmax())
         out["best_n"] = {**_method(df, "speculative", best), "n_draft": best}
-        out["best_n"]["predicted_speedup"] = _predicted(out["best_n"], meta.get("costs"))
+        out["best_n"]["predicted_speedup"] = predicted_from_costs(
+            out["best_n"]["alpha_geometric"], int(best), meta.get("costs"))
         hf = _method(df, "hf-assisted", best)
         out["hf_assisted_at_best_n"] = hf
     for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
