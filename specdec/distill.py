@@ -311,7 +311,7 @@ def gen_data(cfg: GenConfig) -> int:
     model, tok = load_target(cfg.target, cfg.gguf_file)
     prompts = build_prompts(cfg, rng)
     print(f"{len(prompts)} prompts", flush=True)
-    t0, ntok, shard = time.time(), 0, 0
+    t0, ntok, nans, shard = time.time(), 0, 0, 0
     for i in range(cfg.first_batch * cfg.batch_size, len(prompts), cfg.batch_size):
         if cfg.minutes <= 0 or time.time() - t0 > cfg.minutes * 60:
             break
@@ -319,10 +319,12 @@ def gen_data(cfg: GenConfig) -> int:
         sample = rng.random() < cfg.sample_frac
         recs = generate_batch(model, tok, batch, cfg, sample)
         ntok += sum(r["vals"].shape[0] for r in recs)
+        nans += sum(len(r["ids"]) - r["gen_start"] for r in recs)
         torch.save(recs, os.path.join(cfg.out_dir, f"gen_{cfg.first_batch + shard:05d}.pt"))
         shard += 1
         el = time.time() - t0
-        print(f"shard {shard} gen_tokens {ntok} elapsed {el:.0f}s {ntok / el:.1f} tok/s", flush=True)
+        print(f"shard {shard} teacher positions {ntok} (answers {nans}, the rest prompt rows) "
+              f"elapsed {el:.0f}s {nans / el:.1f} answer tokens/s", flush=True)
     if cfg.forced_minutes > 0:
         forced_data(model, tok, prompts, cfg)
     return 0
