@@ -59,6 +59,9 @@ def test_run_writes_rows_greedy_match_and_resume(tmp_path, models):
     assert len(set(keys)) == len(keys)
     assert tuple(rows[0]) == COLUMNS
     assert all(r["outputs_match"] == "True" and r["new_tokens"] == "6" for r in rows)
+    hf = [r for r in rows if r["method"] == "hf-assisted"]
+    assert hf and all(r["decode_speedup"] == "nan" for r in hf)  # HF's prefill is not separable
+    assert all(float(r["decode_speedup"]) > 0 for r in rows if r["method"] != "hf-assisted")
     assert summary["greedy_match_rate"] == 1.0
     for name in ("r.meta.json", "r.summary.json", "r.summary.md"):
         assert (tmp_path / name).is_file()
