@@ -10,16 +10,13 @@ point at a bug. Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from specdec.decoding import autoregressive_generate, speculative_generate  # noqa: E402
-from specdec.prompts import study_prompts  # noqa: E402
+from specdec.decoding import autoregressive_generate, speculative_generate
+from specdec.models import load_pair
+from specdec.prompts import study_prompts
 
 
 @dataclass
@@ -75,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    from specdec.models import load_pair
-
     torch.set_num_threads(args.threads)
     target, draft = load_pair(args.pair, dtype=args.dtype)
     for p in study_prompts(target.tokenizer, args.prompt_len, args.prompts):
