@@ -28,21 +28,13 @@ class Divergence:
     position: int | None
     baseline_token: int | None = None
     speculative_token: int | None = None
-    margin: float | None = None  # target's top-1 minus top-2 logit at that position, one-token context
+    margin: float | None = None  # target's top-1 minus top-2 logit there (one uncached forward over the context)
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
     """Index of the first position where ``a`` and ``b`` differ (a length difference counts), else None."""
     k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     return k if k is not None or len(a) == len(b) else min(len(a), len(b))
-
-
-def first_divergence(target, draft, prompt_ids: list[int], n: int, new_tokens: int) -> tuple[int | None, list, list]:
-    """(first differing index or None, baseline tokens, speculative tokens) for greedy decoding."""
-    ids = torch.tensor([prompt_ids])
-    a = autoregressive_generate(target, ids, max_new_tokens=new_tokens).tokens
-    b = speculative_generate(target, draft, ids, num_draft_tokens=n, max_new_tokens=new_tokens).tokens
-    return first_difference(a, b), a, b
 
 
 @torch.no_grad()
@@ -54,12 +46,15 @@ def top2_margin(target, context: list[int]) -> float:
 
 
 def check(target, draft, prompt_id: str, prompt_ids: list[int], n: int, new_tokens: int) -> Divergence:
-    """The divergence record for one prompt and N."""
-    k, a, b = first_divergence(target, draft, prompt_ids, n, new_tokens)
+    """Greedy baseline and speculative runs for one prompt and N, and where they part."""
+    ids = torch.tensor([prompt_ids])
+    a = autoregressive_generate(target, ids, max_new_tokens=new_tokens).tokens
+    b = speculative_generate(target, draft, ids, num_draft_tokens=n, max_new_tokens=new_tokens).tokens
+    k = first_difference(a, b)
     if k is None:
         return Divergence(prompt_id, n, None)
-    tok = lambda seq: seq[k] if k < len(seq) else None  # noqa: E731
-    return Divergence(prompt_id, n, k, tok(a), tok(b), top2_margin(target, prompt_ids + a[:k]))
+    return Divergence(prompt_id, n, k, a[k] if k < len(a) else None, b[k] if k < len(b) else None,
+                      top2_margin(target, prompt_ids + a[:k]))
 
 
 def main(argv: list[str] | None = None) -> int:

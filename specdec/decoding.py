@@ -45,6 +45,7 @@ class GenerationStats:
     draft_early_stops: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    phases_timed: bool = True  # False when prefill and decode could not be timed apart (HF generate)
 
     @property
     def acceptance_rate(self) -> float:

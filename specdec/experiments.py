@@ -432,8 +432,7 @@ class Study:
             prompt_len=cell.prompt_len, max_new_tokens=cell.max_new_tokens, n_draft=cell.n_draft,
             repeat=repeat, temperature=self.cfg.temperature, new_tokens=len(b.result.tokens),
             baseline_time_s=a.wall_s, speculative_time_s=b.wall_s, speedup=ratio(a.wall_s, b.wall_s),
-            # HF's generate call has no separable prefill (prefill_s 0): no decode-only ratio for it
-            decode_speedup=ratio(sa.decode_s, sb.decode_s) if sb.prefill_s > 0 else math.nan,
+            decode_speedup=ratio(sa.decode_s, sb.decode_s) if sb.phases_timed else math.nan,
             baseline_tokens_per_s=ratio(len(a.result.tokens), a.wall_s),
             speculative_tokens_per_s=ratio(len(b.result.tokens), b.wall_s),
             acceptance_rate=sb.acceptance_rate, alpha_geometric=sb.alpha_geometric,

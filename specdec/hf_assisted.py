@@ -13,7 +13,8 @@ installed). The draft's generation config is replaced by a copy for the call and
 object put back afterwards, so calls are independent (the "heuristic" schedule would otherwise
 carry its N across calls).
 
-Timing: the whole ``generate`` call is ``decode_s``; ``prefill_s`` is 0 (not separable).
+Timing: the whole ``generate`` call is ``decode_s``; ``prefill_s`` is 0 and ``phases_timed`` False
+(not separable).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def hf_assisted_generate(
             torch.manual_seed(seed)
     original = draft.generation_config
     draft.generation_config = _pinned_config(draft, num_draft_tokens)
-    stats = GenerationStats()
+    stats = GenerationStats(phases_timed=False)
     try:
         with _ForwardCounter(target) as p_calls, _ForwardCounter(draft) as q_calls:
             _sync(input_ids.device)

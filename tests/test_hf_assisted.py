@@ -21,6 +21,7 @@ def test_greedy_equals_baseline_and_draft_config_unchanged(pair, prompt, n):
     s = res.stats
     assert s.new_tokens == NEW and 1 <= s.target_forwards <= NEW and s.draft_forwards > 0
     assert s.drafted == s.accepted == 0 and s.decode_s > 0 and s.prefill_s == 0
+    assert not s.phases_timed
 
 
 def test_eos_none_overrides_the_targets_eos(prompt):
