@@ -1,0 +1,120 @@
+"""Why verification costs what it costs here: a matrix product's time against its number of rows.
+
+A target pass over N + 1 tokens multiplies every weight by N + 1 rows instead of one. On a GPU,
+or a CPU whose BLAS picks a blocked kernel for a few rows, that costs about one weight read, so
+v(N) stays near 1. This script times, for each distinct linear shape of a model, ``F.linear``
+(what the model runs) and the same product written as ``(W @ xᵀ)ᵀ`` (a different BLAS path,
+same arithmetic) at 1..R rows, interleaved round by round, and the whole cached forward (v(N),
+``specdec.calibration.measure_costs``). The row-summed linear time says how much of v(N) the
+BLAS's choice of kernel explains.
+
+    python benchmarks/bench_rows.py --model smollm2-135m-instruct --out benchmarks/results/rows.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+from specdec.calibration import measure_costs
+from specdec.experiments import cpu_name
+from specdec.models import load_model
+
+
+def linear_shapes(model: torch.nn.Module) -> Counter:
+    """(out, in) of every ``nn.Linear`` weight, counted; the output head is one of them."""
+    return Counter(tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+# Two ways to compute x Wᵀ for x of shape (1, rows, in): the model's, and one with W on the left.
+FORMS = {
+    "linear": lambda w, x: F.linear(x, w),
+    "w_at_xt": lambda w, x: torch.matmul(w, x.transpose(1, 2)).transpose(1, 2),
+}
+
+
+def time_rows(weight: torch.Tensor, rows: list[int], repeats: int, warmup: int) -> dict[str, dict[int, float]]:
+    """Median seconds of each of ``FORMS`` per row count, all shapes and forms interleaved per round."""
+    xs = {m: torch.randn(1, m, weight.shape[1], dtype=weight.dtype) for m in rows}
+    times: dict[str, dict[int, list[float]]] = {k: {m: [] for m in rows} for k in FORMS}
+    for r in range(warmup + repeats):
+        for m in rows:
+            for name, fn in FORMS.items():
+                t0 = time.perf_counter()
+                fn(weight, xs[m])
+                if r >= warmup:
+                    times[name][m].append(time.perf_counter() - t0)
+    return {k: {m: statistics.median(v) for m, v in per.items()} for k, per in times.items()}
+
+
+@torch.inference_mode()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="preset, directory, .gguf or hub id")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--rows", default="1,2,3,4,5,6,8,9", help="row counts (N + 1) to time")
+    ap.add_argument("--repeats", type=int, default=25)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--prompt-len", type=int, default=128, help="cached prompt for the whole-forward v(N)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--out", type=Path, default=None, help="write a JSON record here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = sorted({int(r) for r in args.rows.split(",")} | {1})
+
+    model = load_model(args.model, dtype=args.dtype).model
+    shapes = linear_shapes(model)
+    per_shape = {}
+    for shape in shapes:
+        w = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and tuple(m.weight.shape) == shape)
+        per_shape[shape] = time_rows(w.detach(), rows, args.repeats, args.warmup)
+    totals = {form: {m: sum(count * per_shape[s][form][m] for s, count in shapes.items()) for m in rows}
+              for form in FORMS}
+    prompt = torch.randint(0, model.config.vocab_size, (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
+    costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
+
+    env = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": args.dtype, "model": args.model,
+           "python": platform.python_version(), "torch": torch.__version__,
+           "transformers": transformers.__version__, "repeats": args.repeats}
+    print(f"# {env['cpu']}, {env['threads']} threads, {args.dtype}, torch {env['torch']}, "
+          f"transformers {env['transformers']}; {args.model}; medians of {args.repeats} interleaved rounds")
+    print("# time relative to one row (ms for one row in brackets)")
+    header = "".join(f"{m:>7d}" for m in rows)
+    print(f"{'shape (out x in) x count':34s} {'form':8s}{header}")
+    for s, count in shapes.items():
+        for form in FORMS:
+            t = per_shape[s][form]
+            cells = "".join(f"{t[m] / t[1]:7.2f}" for m in rows)
+            print(f"{f'{s[0]}x{s[1]} x{count}':24s}[{t[1] * 1e3:6.3f}] {form:8s}{cells}")
+    for form in FORMS:
+        t = totals[form]
+        print(f"{'all linears':24s}[{t[1] * 1e3:6.2f}] {form:8s}" + "".join(f"{t[m] / t[1]:7.2f}" for m in rows))
+    v = {m: costs.verify_cost[m - 1] for m in rows}
+    print(f"{'whole forward v(N)':24s}[{costs.target_step_s * 1e3:6.2f}] {'':8s}" + "".join(f"{v[m]:7.2f}" for m in rows))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "env": env, "rows": rows,
+            "shapes": [{"out": s[0], "in": s[1], "count": c,
+                        **{form: {str(m): per_shape[s][form][m] for m in rows} for form in FORMS}}
+                       for s, c in shapes.items()],
+            "all_linears_s": {form: {str(m): t for m, t in totals[form].items()} for form in totals},
+            "forward_step_s": costs.target_step_s, "verify_cost": {str(m - 1): v[m] for m in rows},
+        }
+        args.out.write_text(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_rows", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rows.py")
+bench_rows = importlib.util.module_from_spec(_SPEC)
+sys.modules["bench_rows"] = bench_rows
+_SPEC.loader.exec_module(bench_rows)
+
+
+def test_forms_compute_the_same_product():
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(48, 16, generator=g), torch.randn(1, 3, 16, generator=g)
+    outs = [fn(w, x) for fn in bench_rows.FORMS.values()]
+    assert all(o.shape == (1, 3, 48) for o in outs)
+    assert all(torch.allclose(o, outs[0], atol=1e-5) for o in outs)
+
+
+def test_linear_shapes_counts_each_layer(pair):
+    target, _ = pair
+    shapes = bench_rows.linear_shapes(target)
+    cfg = target.config
+    assert shapes[(cfg.vocab_size, cfg.hidden_size)] >= 1  # the output head
+    assert sum(shapes.values()) == sum(1 for m in target.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_main_writes_a_record(pair, tmp_path):
+    target, _ = pair
+    target.save_pretrained(tmp_path / "m")
+    out = tmp_path / "rows.json"
+    assert bench_rows.main(["--model", str(tmp_path / "m"), "--rows", "1,3", "--repeats", "2", "--warmup", "0",
+                            "--prompt-len", "4", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["rows"] == [1, 3]
+    assert rec["verify_cost"]["0"] == 1.0 and rec["verify_cost"]["2"] > 0
+    assert all(t > 0 for s in rec["shapes"] for form in bench_rows.FORMS for t in s[form].values())
