@@ -6,7 +6,8 @@ v(N) stays near 1. This script times, for each distinct linear shape of a model,
 (what the model runs) and the same product written as ``(W @ xᵀ)ᵀ`` (a different BLAS path,
 same arithmetic) at 1..R rows, interleaved round by round, and the whole cached forward (v(N),
 ``specdec.calibration.measure_costs``). The row-summed linear time says how much of v(N) the
-BLAS's choice of kernel explains.
+BLAS's choice of kernel explains. Each shape is timed alone, its weight warm in cache: these are
+kernel costs, not the memory traffic of a forward that streams every layer's weights.
 
     python benchmarks/bench_rows.py --model smollm2-135m-instruct --out benchmarks/results/rows.json
 """
