@@ -45,7 +45,7 @@ FORMS = {
 
 
 def time_rows(weight: torch.Tensor, rows: list[int], repeats: int, warmup: int) -> dict[str, dict[int, float]]:
-    """Median seconds of each of ``FORMS`` per row count, all shapes and forms interleaved per round."""
+    """Median seconds of each of ``FORMS`` per row count, row counts and forms interleaved per round."""
     xs = {m: torch.randn(1, m, weight.shape[1], dtype=weight.dtype) for m in rows}
     times: dict[str, dict[int, list[float]]] = {k: {m: [] for m in rows} for k in FORMS}
     for r in range(warmup + repeats):
@@ -76,10 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = load_model(args.model, dtype=args.dtype).model
     shapes = linear_shapes(model)
-    per_shape = {}
-    for shape in shapes:
-        w = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and tuple(m.weight.shape) == shape)
-        per_shape[shape] = time_rows(w.detach(), rows, args.repeats, args.warmup)
+    weights = {tuple(m.weight.shape): m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    per_shape = {s: time_rows(weights[s].detach(), rows, args.repeats, args.warmup) for s in shapes}
     totals = {form: {m: sum(count * per_shape[s][form][m] for s, count in shapes.items()) for m in rows}
               for form in FORMS}
     prompt = torch.randint(0, model.config.vocab_size, (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
