@@ -7,7 +7,10 @@ v(N) stays near 1. This script times, for each distinct linear shape of a model,
 same arithmetic) at 1..R rows, interleaved round by round, and the whole cached forward (v(N),
 ``specdec.calibration.measure_costs``). The row-summed linear time says how much of v(N) the
 BLAS's choice of kernel explains. Each shape is timed alone, its weight warm in cache: these are
-kernel costs, not the memory traffic of a forward that streams every layer's weights.
+kernel costs, not the memory traffic of a forward that streams every layer's weights. So the
+script also profiles the real cached forward (``torch.profiler``) at each row count and splits
+its CPU time into matrix-product kernels and everything else: that split, not the warm-cache one,
+says where a forward's time goes.
 
     python benchmarks/bench_rows.py --model smollm2-135m-instruct --out benchmarks/results/rows.json
 """
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
+from specdec.cache import crop_to
 from specdec.calibration import measure_costs
 from specdec.experiments import cpu_name
 from specdec.models import load_model
@@ -58,6 +62,38 @@ def time_rows(weight: torch.Tensor, rows: list[int], repeats: int, warmup: int) 
     return {k: {m: statistics.median(v) for m, v in per.items()} for k, per in times.items()}
 
 
+MATMUL_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"})
+
+
+@torch.inference_mode()
+def forward_breakdown(model: torch.nn.Module, prompt: torch.Tensor, rows: list[int],
+                      repeats: int) -> dict[int, dict[str, float]]:
+    """Per row count: profiled self CPU seconds per cached forward in matrix kernels and in all ops.
+
+    The forward is the engine's verify call (cache prefilled on ``prompt``, all logits kept, the
+    cache cropped back after each pass); row counts are interleaved over ``repeats`` rounds.
+    Profiling adds a little time to every op, so read the split, not the absolute times.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model(prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    base = cache.get_seq_length()
+    block = {m: prompt[:, -1:].repeat(1, m) for m in rows}
+    acc = {m: {"matmul_s": 0.0, "all_s": 0.0} for m in rows}
+    for _ in range(repeats):
+        for m in rows:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model(block[m], past_key_values=cache, use_cache=True, logits_to_keep=0)
+            crop_to(cache, base)
+            for ev in prof.key_averages():
+                acc[m]["all_s"] += ev.self_cpu_time_total * 1e-6
+                if ev.key in MATMUL_OPS:
+                    acc[m]["matmul_s"] += ev.self_cpu_time_total * 1e-6
+    return {m: {k: t / repeats for k, t in a.items()} for m, a in acc.items()}
+
+
 @torch.inference_mode()
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -82,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
               for form in FORMS}
     prompt = torch.randint(0, model.config.vocab_size, (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
     costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
+    split = forward_breakdown(model, prompt, rows, repeats=max(1, args.repeats // 5))
 
     env = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": args.dtype, "model": args.model,
            "python": platform.python_version(), "torch": torch.__version__,
@@ -101,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'all linears':24s}[{t[1] * 1e3:6.2f}] {form:8s}" + "".join(f"{t[m] / t[1]:7.2f}" for m in rows))
     v = {m: costs.verify_cost[m - 1] for m in rows}
     print(f"{'whole forward v(N)':24s}[{costs.target_step_s * 1e3:6.2f}] {'':8s}" + "".join(f"{v[m]:7.2f}" for m in rows))
+    print("# profiled real forward, ms per forward: matrix kernels, all aten ops, and the unprofiled wall time")
+    wall = {m: costs.target_step_s * v[m] for m in rows}
+    for label, vals in (("forward: matrix kernels", {m: split[m]["matmul_s"] for m in rows}),
+                        ("forward: all aten ops", {m: split[m]["all_s"] for m in rows}),
+                        ("forward: wall (unprofiled)", wall)):
+        print(f"{label:34s} " + "".join(f"{vals[m] * 1e3:7.1f}" for m in rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {
@@ -110,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                        for s, c in shapes.items()],
             "all_linears_s": {form: {str(m): t for m, t in totals[form].items()} for form in totals},
             "forward_step_s": costs.target_step_s, "verify_cost": {str(m - 1): v[m] for m in rows},
+            "profiled_forward_s": {str(m): split[m] for m in rows},
         }
         args.out.write_text(json.dumps(record, indent=2))
     return 0

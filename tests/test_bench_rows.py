@@ -38,3 +38,13 @@ def test_main_writes_a_record(pair, tmp_path):
     assert rec["rows"] == [1, 3]
     assert rec["verify_cost"]["0"] == 1.0 and rec["verify_cost"]["2"] > 0
     assert all(t > 0 for s in rec["shapes"] for form in bench_rows.FORMS for t in s[form].values())
+    assert all(0 < r["matmul_s"] < r["all_s"] for r in rec["profiled_forward_s"].values())
+
+
+def test_forward_breakdown_splits_a_real_forward(pair):
+    target, _ = pair
+    prompt = torch.randint(0, target.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(1))
+    split = bench_rows.forward_breakdown(target, prompt, [1, 4], repeats=2)
+    assert set(split) == {1, 4}
+    for m in (1, 4):
+        assert 0 < split[m]["matmul_s"] < split[m]["all_s"]
