@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import transformers
+from torch.profiler import ProfilerActivity, profile
+from transformers import DynamicCache
 
 from specdec.cache import crop_to
 from specdec.calibration import measure_costs
@@ -74,9 +76,6 @@ def forward_breakdown(model: torch.nn.Module, prompt: torch.Tensor, rows: list[i
     cache cropped back after each pass); row counts are interleaved over ``repeats`` rounds.
     Profiling adds a little time to every op, so read the split, not the absolute times.
     """
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import DynamicCache
-
     cache = DynamicCache(config=model.config)
     model(prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
     base = cache.get_seq_length()
