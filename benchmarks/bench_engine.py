@@ -16,17 +16,17 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import transformers
 
 from specdec import autoregressive_generate, speculative_generate
-from specdec.experiments import cpu_name
-from specdec.fixtures import FixtureSpec, fixture_pair
-from specdec.hf_assisted import hf_assisted_generate
+from specdec.baselines.hf_assisted import hf_assisted_generate
+from specdec.hardware import cpu_name
+from specdec.testing import FixtureSpec, fixture_pair
 
 
 @dataclass

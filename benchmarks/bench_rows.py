@@ -32,9 +32,9 @@ import transformers
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
-from specdec.cache import crop_to
-from specdec.calibration import measure_costs
-from specdec.experiments import cpu_name
+from specdec.auto.calibration import measure_costs
+from specdec.engine.cache import crop_to
+from specdec.hardware import cpu_name
 from specdec.models import load_model
 
 

@@ -6,15 +6,15 @@ Names are imported lazily so that torch-free parts (``specdec plot``) start with
 from importlib import import_module
 
 _EXPORTS = {
-    "GenerationResult": "decoding",
-    "GenerationStats": "decoding",
-    "autoregressive_generate": "decoding",
-    "speculative_generate": "decoding",
-    "Draft": "drafters",
-    "Drafter": "drafters",
-    "ModelDrafter": "drafters",
-    "PromptLookupDrafter": "drafters",
-    "SamplingParams": "sampling",
+    "GenerationResult": "engine.stats",
+    "GenerationStats": "engine.stats",
+    "autoregressive_generate": "engine.loop",
+    "speculative_generate": "engine.loop",
+    "Draft": "engine.drafters",
+    "Drafter": "engine.drafters",
+    "ModelDrafter": "engine.drafters",
+    "PromptLookupDrafter": "engine.drafters",
+    "SamplingParams": "engine.sampling",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

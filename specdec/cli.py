@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -40,7 +39,7 @@ def parse_int_grid(text: str, name: str, allow_auto: bool = False) -> tuple:
         try:
             value = int(item)
         except ValueError:
-            raise UsageError(f"--{name}: {item!r} is not an integer" + (" or 'auto'" if allow_auto else ""))
+            raise UsageError(f"--{name}: {item!r} is not an integer" + (" or 'auto'" if allow_auto else "")) from None
         if value < 1:
             raise UsageError(f"--{name}: values must be >= 1, got {value}")
         out.append(value)
@@ -64,7 +63,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small_model", "--small-model", dest="small_model", help="draft: preset, .gguf, directory or hub id")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"],
-                   help="auto: float16 on CUDA, bfloat16 on CPUs with native bf16, else float32")
+                   help="auto: bfloat16 where the CPU or GPU computes it natively, else float32 (CPU) "
+                        "or float16 (CUDA)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -76,7 +76,8 @@ def run_parser(prog: str = "specdec run") -> Parser:
     add_model_args(p)
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="results CSV; plots and JSON go beside it")
     p.add_argument("--experiments", default="prompt_length,max_tokens,n")
-    p.add_argument("--methods", default=None, help="extras for the N experiment: auto,auto-random,prompt-lookup,hf-assisted,hf-default")
+    p.add_argument("--methods", default=None, help="extras for the N experiment (default: all): "
+                   "auto,auto-random,prompt-lookup,hf-assisted,hf-default")
     p.add_argument("--prompt-lengths", dest="prompt_lengths")
     p.add_argument("--max-tokens", dest="max_tokens")
     p.add_argument("--n", dest="n", help="N grid; may include auto")
@@ -94,7 +95,7 @@ def run_parser(prog: str = "specdec run") -> Parser:
 
 def pair_specs(args) -> tuple[str, str]:
     """(target, draft) specs from --pair, overridden by --big_model/--small_model."""
-    from .models import PAIRS
+    from .models.presets import PAIRS
 
     if args.pair not in PAIRS:
         raise UsageError(f"--pair: unknown pair {args.pair!r}; choose from {', '.join(PAIRS)}")
@@ -104,22 +105,17 @@ def pair_specs(args) -> tuple[str, str]:
 
 def study_config(args):
     """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
-    from .experiments import EXPERIMENTS, EXTRA_METHODS, StudyConfig, available_methods, study_dtype
-    from .models import resolve_device
+    from .methods import STUDY_EXTRAS
+    from .models.device import dtype_name, resolve_device
+    from .study.config import EXPERIMENTS, StudyConfig
 
     grid = {**FULL_GRID, **(QUICK_GRID if args.quick else {})}
-    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else grid[name]  # noqa: E731
-    if args.methods is None:
-        methods = available_methods()
-    else:
-        methods = _names(args.methods, "methods", EXTRA_METHODS)
-        missing = [m for m in methods if m not in available_methods()]
-        if missing:
-            raise UsageError(f"--methods: {', '.join(missing)} not available in this installation")
+    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else grid[name]
+    methods = STUDY_EXTRAS if args.methods is None else _names(args.methods, "methods", STUDY_EXTRAS)
     target, draft = pair_specs(args)
     device = resolve_device(args.device)
     cfg = StudyConfig(
-        target=target, draft=draft, device=str(device), dtype=study_dtype(args.dtype, device.type),
+        target=target, draft=draft, device=str(device), dtype=dtype_name(args.dtype, device),
         temperature=args.temperature, seed=args.seed, repeats=pick("repeats"), warmup=pick("warmup"),
         prompts_per_cell=pick("prompts_per_cell"),
         experiments=_names(args.experiments, "experiments", EXPERIMENTS),
@@ -128,9 +124,6 @@ def study_config(args):
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),
         fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
         fixed_n=args.fixed_n, methods=methods)
-    if "auto" in cfg.ns and "auto" not in cfg.methods:
-        if "auto" not in available_methods():
-            raise UsageError("--n auto needs specdec.autotune, which is not available")
     cfg.validate()
     return cfg
 
@@ -170,15 +163,17 @@ def quiet_loading() -> None:
 
 def cmd_run(argv: list[str]) -> int:
     """Parse, check everything that needs no model, load the pair, run, plot, summarize."""
-    from .experiments import check_resume, check_writable, run_study
-    from .models import load_model, shared_vocab_size
-    from .plots import make_plots
-    from .summary import to_markdown
+    from .models import check_pair, load_model
+    from .study.plots import make_plots
+    from .study.runner import run_study
+    from .study.store import check_resume, check_unlocked, check_writable
+    from .study.summary import to_markdown
 
     args = run_parser().parse_args(argv)
     cfg = study_config(args)
     out = Path(args.output)
     check_writable(out)
+    check_unlocked(out)
     if args.resume:
         check_resume(cfg, out)
     check_context(cfg.target, cfg.longest_request())
@@ -187,7 +182,7 @@ def cmd_run(argv: list[str]) -> int:
     t0 = time.perf_counter()
     target = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
     draft = load_model(cfg.draft, device=cfg.device, dtype=cfg.dtype)
-    shared_vocab_size(target, draft)
+    check_pair(target, draft)
     if target.tokenizer is None:
         raise ValueError(f"target {cfg.target!r} has no tokenizer; the study needs one to build prompts")
     summary = run_study(cfg, target, draft, out, resume=args.resume, show_progress=not args.no_progress)
@@ -206,7 +201,7 @@ def cmd_plot(argv: list[str]) -> int:
     path = Path(args.csv)
     if not path.is_file():
         raise UsageError(f"no such results CSV: {path}")
-    from .plots import make_plots
+    from .study.plots import make_plots
 
     for written in make_plots(path, Path(args.out_dir) if args.out_dir else None):
         print(written)
@@ -215,6 +210,7 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_generate(argv: list[str]) -> int:
     """Generate from one prompt, optionally streaming with accepted drafts marked."""
+    from .methods import GENERATE_METHODS, METHODS
     from .stream import generate_main
 
     p = Parser(prog="specdec generate", description="Generate text from one prompt.")
@@ -222,9 +218,9 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--prompt", required=True)
     p.add_argument("--n", default="4", help="draft tokens per step, or auto")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
-    p.add_argument("--method", default="speculative",
-                   choices=["speculative", "auto", "prompt-lookup", "hf-assisted", "hf-default", "autoregressive",
-                            "baseline"], help="autoregressive (alias baseline) is plain decoding")
+    p.add_argument("--method", default="speculative", choices=[*GENERATE_METHODS, "autoregressive"],
+                   help="; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
+                   + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     args = p.parse_args(argv)
@@ -240,7 +236,8 @@ def cmd_generate(argv: list[str]) -> int:
 
 
 def cmd_distill(argv: list[str]) -> int:
-    from .distill import main as distill_main
+    """``specdec distill ...``: build data and train a draft (:mod:`specdec.distill`)."""
+    from .distill.cli import main as distill_main
 
     return distill_main(argv)
 

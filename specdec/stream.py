@@ -15,7 +15,7 @@ GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
 @dataclass
 class StreamPrinter:
-    """An ``on_step`` callback for :func:`specdec.decoding.speculative_generate`."""
+    """An ``on_step`` callback for :func:`specdec.engine.loop.speculative_generate`."""
 
     tokenizer: Any
     out: TextIO
@@ -55,10 +55,16 @@ class StreamPrinter:
 
 
 def summary_line(stats: Any, wall_s: float) -> str:
-    """One line: tokens, acceptance rate, tokens per target step and tokens per second."""
+    """One line: tokens, tokens per second, and what applies of acceptance and τ (tokens per target step)."""
     tps = stats.new_tokens / wall_s if wall_s > 0 else float("nan")
-    return (f"{stats.new_tokens} tokens, acceptance {stats.acceptance_rate:.2f}, "
-            f"tau {stats.tokens_per_step:.2f} tokens/target step, {tps:.1f} tokens/s")
+    parts = [f"{stats.new_tokens} tokens", f"{tps:.1f} tokens/s"]
+    if stats.drafted:
+        parts.append(f"acceptance {stats.acceptance_rate:.2f} ({stats.accepted}/{stats.drafted} drafts)")
+    if stats.target_forwards:
+        parts.append(f"tau {stats.tokens_per_step:.2f} tokens/target step")
+    if not stats.drafted and stats.target_forwards == stats.new_tokens:
+        parts.append("plain decoding: one target step per token")
+    return ", ".join(parts)
 
 
 def encode_prompt(tokenizer: Any, text: str, raw: bool) -> list[int]:
@@ -70,28 +76,6 @@ def encode_prompt(tokenizer: Any, text: str, raw: bool) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
-def _run_method(args: Any, target: Any, draft: Any, ids: Any, on_step: Any):
-    """Call the generator the ``--method`` flag names (stopping at the tokenizer's EOS)."""
-    from .decoding import autoregressive_generate, speculative_generate
-    from .drafters import PromptLookupDrafter
-
-    common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                  eos_token_id=target.tokenizer.eos_token_id)
-    if args.method == "baseline":
-        return autoregressive_generate(target.model, ids, **common)
-    if args.method in ("hf-assisted", "hf-default"):
-        from .hf_assisted import hf_assisted_generate
-
-        n = None if args.method == "hf-default" or args.n == "auto" else args.n
-        return hf_assisted_generate(target.model, draft.model, ids, n, **common)
-    n = "auto" if args.method == "auto" else args.n
-    if args.method == "prompt-lookup":
-        n = 4 if n == "auto" else n
-        return speculative_generate(target.model, None, ids, num_draft_tokens=n,
-                                    drafter=PromptLookupDrafter(), on_step=on_step, **common)
-    return speculative_generate(target.model, draft.model, ids, num_draft_tokens=n, on_step=on_step, **common)
-
-
 def generate_main(args: Any, out: TextIO | None = None) -> int:
     """The ``specdec generate`` command after parsing: load, generate (streaming if asked), summarize."""
     import sys
@@ -99,25 +83,30 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
 
     import torch
 
-    from .experiments import study_dtype
-    from .models import load_model, resolve_device, shared_vocab_size
+    from .methods import METHODS, Request
+    from .models import check_pair, load_model
+    from .models.device import dtype_name, resolve_device
 
     out = out or sys.stdout
+    method = METHODS[args.method]
+    if args.stream and not method.streams:
+        raise ValueError(f"--stream needs a method that reports its steps, not {args.method}")
     device = resolve_device(args.device)
-    dtype = study_dtype(args.dtype, device.type)
+    dtype = dtype_name(args.dtype, device)
     target = load_model(args.big_model, device=str(device), dtype=dtype)
     if target.tokenizer is None:
         raise ValueError(f"target {args.big_model!r} has no tokenizer; generate needs one")
     draft = None
-    if args.method not in ("baseline", "prompt-lookup"):
+    if method.draft == "model":
         draft = load_model(args.small_model, device=str(device), dtype=dtype)
-        shared_vocab_size(target, draft)
+        check_pair(target, draft)
     ids = torch.tensor([encode_prompt(target.tokenizer, args.prompt, args.raw)], device=device)
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
-    if printer is not None and args.method in ("baseline", "hf-assisted", "hf-default"):
-        raise ValueError(f"--stream needs a speculative method of ours, not {args.method}")
+    req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
+                  temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
+                  on_step=printer)
     t0 = time.perf_counter()
-    result = _run_method(args, target, draft, ids, printer)
+    result = method.run(req)
     wall = time.perf_counter() - t0
     if printer is not None:
         printer.finish()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from specdec.fixtures import FixtureSpec, fixture_pair, random_model
+from specdec.testing import FixtureSpec, fixture_pair, random_model
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ Run with ``python -m pytest -m slow tests/test_bundled_pair.py``.
 """
 
 import pytest
-import torch
 
 from specdec import autoregressive_generate, speculative_generate
 from specdec.models import load_pair

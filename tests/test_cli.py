@@ -1,11 +1,11 @@
 import csv
 
 import pytest
-from _tiny import one_thread, save_tiny_pair
 
 from specdec import cli
-from specdec.experiments import COLUMNS
-from specdec.plots import PLOT_FILES
+from specdec.study.plots import PLOT_FILES
+from specdec.study.store import COLUMNS
+from specdec.testing import one_thread, save_tiny_pair
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,7 +36,7 @@ def test_run_then_plot(tmp_path, pair_dirs, capsys):
     assert tuple(rows[0]) == COLUMNS and len(rows) == 5
     assert all(r["outputs_match"] == "True" for r in rows)
     assert all((out.parent / name).stat().st_size > 0 for name in PLOT_FILES)
-    assert "greedy outputs identical" in capsys.readouterr().out
+    assert "greedy outputs of 5 pairs: identical 100%" in capsys.readouterr().out
     for name in PLOT_FILES:
         (out.parent / name).unlink()
     assert cli.main(["plot", str(out)]) == 0

@@ -1,11 +1,11 @@
 import io
 
 import pytest
-from _tiny import byte_tokenizer, one_thread, save_tiny_pair, tiny_pair
 
 from specdec import cli
-from specdec.decoding import speculative_generate
+from specdec.engine.loop import speculative_generate
 from specdec.stream import StreamPrinter
+from specdec.testing import byte_tokenizer, one_thread, save_tiny_pair, tiny_pair
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,0 +1,126 @@
+"""``num_draft_tokens="auto"``: choose N each step from measured costs and a running α.
+
+The policy keeps exponentially decayed counts of geometric-model successes (accepted drafts)
+and failures (steps with a rejection), shrunk towards a prior α, and picks the N that
+maximises :func:`specdec.auto.theory.predicted_speedup` with the calibrated c and v(N). When no
+N ≥ 1 beats plain decoding it returns 0 (a plain target step) but probes with N = 1 after
+``probe_every`` plain steps so the estimate can recover; each probe that leaves plain decoding
+ahead doubles the wait (up to ``probe_max``), and the wait resets once drafting pays again.
+A pair that could not beat plain decoding even with a draft right ``alpha_ceiling`` (0.9, the top of
+what drafts reach in practice) of the time
+(too slow a draft, or too costly a verification on this hardware) is never probed: the draft
+model is then never run.
+Policies made through a :class:`~specdec.auto.calibration.CalibrationCache` are kept there per pair,
+so α̂ and the probe wait carry over from one generation to the next, like the costs.
+Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
+plain decoding) would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel
+
+from ..engine.stats import GenerationStats
+from .calibration import CalibrationCache, Costs, default_calibration_cache
+from .theory import best_n
+
+# A sparse calibration (N+1 token passes, interpolated by theory.verify_cost_fn): with
+# repeats=3, warmup=1 it costs 4 × (2 + 8) = 40 forwards, plus two prefills.
+AUTO_NS = (1, 2, 3, 4, 6, 8, 12, 16)
+AUTO_REPEATS, AUTO_WARMUP = 3, 1
+
+
+@dataclass
+class AutoPolicy:
+    """Callable ``policy(stats) -> N`` (0 = plain target step) with its per-step ``trace``.
+
+    α̂ = (S + prior_alpha·prior_weight) / (S + F + prior_weight), where S and F are the
+    successes and failures of past steps, each multiplied by ``decay`` per drafting step.
+    """
+
+    costs: Costs
+    n_max: int = 16
+    prior_alpha: float = 0.6
+    prior_weight: float = 2.0
+    decay: float = 0.9
+    probe_every: int = 8
+    probe_max: int = 64
+    alpha_ceiling: float = 0.9
+    successes: float = 0.0
+    failures: float = 0.0
+    trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
+    alpha_trace: list[float] = field(default_factory=list)  # α̂ behind each choice
+    _stats: GenerationStats | None = None  # the generation being decoded
+    _seen: int = 0  # its steps already folded into S and F
+    _plain_run: int = 0  # consecutive plain steps since the last draft
+    _probe_wait: int = 0  # plain steps before the next probe (0: not yet backed off)
+
+    @property
+    def hopeless(self) -> bool:
+        """True when no N ≥ 1 beats plain decoding even at α = ``alpha_ceiling``."""
+        return best_n(self.alpha_ceiling, self.costs.c, self.costs.verify_cost, self.n_max)[0] == 0
+
+    @property
+    def alpha(self) -> float:
+        """Current estimate of the per-token acceptance α."""
+        w = self.prior_weight
+        return (self.successes + self.prior_alpha * w) / (self.successes + self.failures + w)
+
+    def observe(self, accepted: int, drafted: int) -> None:
+        """Fold one step's outcome into S and F; steps that drafted nothing carry no evidence."""
+        if drafted <= 0:
+            return
+        self.successes = self.decay * self.successes + accepted
+        self.failures = self.decay * self.failures + (accepted < drafted)
+
+    def __call__(self, stats: GenerationStats) -> int:
+        if stats is not self._stats:  # a new generation: keep α̂ and the probe wait, not the trace
+            self._stats, self._seen, self.trace, self.alpha_trace = stats, 0, [], []
+        for a, k in zip(stats.accepted_per_step[self._seen:], stats.drafted_per_step[self._seen:]):
+            self.observe(a, k)
+        self._seen = len(stats.drafted_per_step)
+        alpha = self.alpha
+        n, _ = best_n(alpha, self.costs.c, self.costs.verify_cost, self.n_max)
+        if n > 0:
+            self._probe_wait = 0
+        elif self.probe_every > 0 and not self.hopeless:
+            self._plain_run += 1
+            if self._probe_wait == 0:
+                self._probe_wait = self.probe_every
+            elif self._plain_run == 1:  # the last probe did not make drafting pay: wait longer
+                self._probe_wait = min(2 * self._probe_wait, max(self.probe_max, self.probe_every))
+            if self._plain_run >= self._probe_wait:
+                n = 1
+        if n > 0:
+            self._plain_run = 0
+        self.trace.append(n)
+        self.alpha_trace.append(alpha)
+        return n
+
+
+def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_ids: torch.Tensor, *,
+                calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
+                n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
+                decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
+                alpha_ceiling: float = 0.9) -> AutoPolicy:
+    """An :class:`AutoPolicy` for the pair.
+
+    ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
+    measured once per pair/dtype/device through ``calibration_cache`` (an in-process one by
+    default), which also keeps the pair's policy, so later generations start from its α̂.
+    """
+    settings = dict(n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight, decay=decay,
+                    probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
+    if costs is not None:
+        return AutoPolicy(costs, **settings)
+    cache = default_calibration_cache() if calibration_cache is None else calibration_cache
+    ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
+    costs = cache.get_or_measure(target, draft, input_ids, ns=ns, repeats=AUTO_REPEATS, warmup=AUTO_WARMUP)
+    key = cache.key(target, draft)[0]
+    policy = cache.policies.get(key)
+    if policy is None or policy.costs is not costs or any(getattr(policy, k) != v for k, v in settings.items()):
+        policy = cache.policies[key] = AutoPolicy(costs, **settings)
+    return policy

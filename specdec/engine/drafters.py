@@ -1,0 +1,133 @@
+"""Proposers of draft tokens behind one small interface.
+
+A drafter sees the committed sequence and proposes up to ``n`` tokens (with their draft
+probabilities ``q`` when sampling). The verification loop in :mod:`specdec.engine.loop` is the
+same for every drafter; a new way of drafting is a new class here, not a new loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from .cache import crop_to
+from .sampling import SamplingParams, probs_from_logits, sample
+
+
+@dataclass
+class Draft:
+    """Proposed tokens (k,) and, when sampling, the draft distributions q (k, V) they came from."""
+
+    tokens: torch.Tensor
+    q: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+class Drafter(ABC):
+    """Something that proposes candidate tokens for the target to verify."""
+
+    forwards: int = 0  # forward passes of a draft model, if any
+
+    def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
+              generator: torch.Generator | None) -> None:
+        """Reset for a new prompt (1, L); prefill whatever state the drafter keeps."""
+        self.params, self.vocab_size, self.generator = params, vocab_size, generator
+        self.forwards = 0
+
+    @abstractmethod
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        """Up to ``n`` tokens that should follow ``committed`` (1, T); fewer (even 0) is allowed."""
+
+    def commit(self, committed_len: int) -> None:  # noqa: B027 - optional hook, stateless drafters keep it
+        """The target kept ``committed_len`` tokens; drop any state beyond them."""
+
+
+class ModelDrafter(Drafter):
+    """A small causal LM drafting autoregressively from its own KV cache.
+
+    ``min_confidence`` > 0 stops a draft early once the draft's own top probability falls
+    below it (off by default); the number of such stops is counted in ``early_stops``. The
+    prompt is prefilled lazily by the first ``propose``, so steps that draft nothing (auto N
+    decoding plainly) never run the draft.
+    """
+
+    def __init__(self, model: PreTrainedModel, min_confidence: float = 0.0) -> None:
+        self.model = model
+        self.min_confidence = min_confidence
+        self.early_stops = 0
+
+    def start(self, prompt_ids, params, vocab_size, generator) -> None:
+        super().start(prompt_ids, params, vocab_size, generator)
+        self.early_stops = 0
+        self.cache = DynamicCache(config=self.model.config)
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        out = self.model(ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1, : self.vocab_size]
+
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        # The cache lags by whatever was committed since the last draft (the whole prompt on the
+        # first call, plain steps, the last draft after a fully accepted step): feed it all.
+        feed = committed[:, self.cache.get_seq_length():]
+        tokens, qs = [], []
+        for _ in range(n):
+            logits = self._forward(feed)
+            if self.params.greedy:
+                probs = logits.softmax(-1) if self.min_confidence > 0 else None
+                token = logits.argmax(-1)
+            else:
+                probs = probs_from_logits(logits, self.params)
+                token = sample(probs, self.generator)
+                qs.append(probs)
+            if self.min_confidence > 0 and float(probs.max()) < self.min_confidence:
+                self.early_stops += 1
+                if qs:
+                    qs.pop()
+                break
+            tokens.append(token)
+            feed = token.view(1, 1)
+        draft_tokens = torch.stack(tokens) if tokens else committed.new_empty(0)
+        return Draft(draft_tokens, torch.stack(qs) if qs else None)
+
+    def commit(self, committed_len: int) -> None:
+        crop_to(self.cache, committed_len - 1)
+
+
+class PromptLookupDrafter(Drafter):
+    """Drafts by copying what followed the most recent earlier occurrence of the last n-gram.
+
+    No draft model: n-gram sizes from ``max_ngram`` down to ``min_ngram`` are tried over the
+    prompt and the generated text (Saxena 2023, "prompt lookup decoding"). Its proposals are
+    deterministic, so when sampling ``q`` is one-hot at each proposed token.
+    """
+
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
+        if not 1 <= min_ngram <= max_ngram:
+            raise ValueError(f"need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}")
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        seq = committed[0]
+        length = seq.shape[0]
+        for size in range(min(self.max_ngram, length - 1), self.min_ngram - 1, -1):
+            pattern = seq[length - size:]
+            windows = seq[: length - 1].unfold(0, size, 1)  # every earlier n-gram, (T-size, size)
+            hits = (windows == pattern).all(dim=1).nonzero().flatten()
+            if hits.numel():
+                start = int(hits[-1]) + size  # token right after the most recent match
+                tokens = seq[start: start + n]
+                if tokens.numel():
+                    return self._draft(tokens.clone())
+        return self._draft(seq.new_empty(0))
+
+    def _draft(self, tokens: torch.Tensor) -> Draft:
+        if self.params.greedy or tokens.numel() == 0:
+            return Draft(tokens)
+        q = torch.nn.functional.one_hot(tokens, self.vocab_size).float()
+        return Draft(tokens, q)

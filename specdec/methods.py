@@ -1,0 +1,105 @@
+"""The one registry of generation methods: the study's candidates and ``specdec generate`` both
+dispatch through :data:`METHODS`, so a new method is one entry here.
+
+Every entry takes a :class:`Request` and returns a :class:`~specdec.engine.stats.GenerationResult`.
+``draft`` says what the method drafts with: ``"model"`` (the pair's draft model), ``"random"`` (a
+randomly initialised model of the draft's shape, supplied by the study) or ``"none"``. ``study_n``
+says which cells of the study's N experiment it gets: one per N of the grid, one at the fixed N,
+one ``auto`` or one ``default`` (HF's own settings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .baselines.hf_assisted import hf_assisted_generate
+from .engine.drafters import PromptLookupDrafter
+from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
+from .engine.stats import GenerationResult
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation: models, prompt (1, L), N (an integer, ``"auto"`` or None) and sampling."""
+
+    target: Any
+    draft: Any | None
+    input_ids: Any
+    n: int | str | None
+    max_new_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+    eos_token_id: int | Iterable[int] | None = None
+    on_step: StepCallback | None = None
+
+    def common(self) -> dict:
+        return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed,
+                    eos_token_id=self.eos_token_id)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named way of generating; see the module docstring for ``draft`` and ``study_n``."""
+
+    name: str
+    help: str
+    run: Callable[[Request], GenerationResult]
+    draft: Literal["model", "random", "none"] = "model"
+    study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
+    streams: bool = True  # reports each step through ``on_step``
+
+
+def _fixed_n(req: Request, default: int = 4) -> int:
+    return default if req.n in (None, "auto", "default") else int(req.n)
+
+
+def _baseline(req: Request) -> GenerationResult:
+    return autoregressive_generate(req.target, req.input_ids, **req.common())
+
+
+def _speculative(req: Request) -> GenerationResult:
+    n = 4 if req.n is None else req.n  # an integer, or "auto"
+    return speculative_generate(req.target, req.draft, req.input_ids, num_draft_tokens=n,
+                                on_step=req.on_step, **req.common())
+
+
+def _auto(req: Request) -> GenerationResult:
+    return speculative_generate(req.target, req.draft, req.input_ids, num_draft_tokens="auto",
+                                on_step=req.on_step, **req.common())
+
+
+def _prompt_lookup(req: Request) -> GenerationResult:
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=_fixed_n(req),
+                                drafter=PromptLookupDrafter(), on_step=req.on_step, **req.common())
+
+
+def _hf_assisted(req: Request) -> GenerationResult:
+    n = None if req.n in (None, "auto", "default") else int(req.n)
+    return hf_assisted_generate(req.target, req.draft, req.input_ids, n, **req.common())
+
+
+def _hf_default(req: Request) -> GenerationResult:
+    return hf_assisted_generate(req.target, req.draft, req.input_ids, None, **req.common())
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("baseline", "plain decoding: one target forward per token", _baseline, draft="none", streams=False),
+    Method("speculative", "our loop with the draft model at a fixed N", _speculative, study_n="grid"),
+    Method("auto", "our loop, N chosen each step from measured costs and running acceptance", _auto,
+           study_n="auto"),
+    Method("auto-random", "auto N with an unrelated random draft: it must fall back to plain decoding",
+           _auto, draft="random", study_n="auto"),
+    Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
+           _prompt_lookup, draft="none", study_n="fixed"),
+    Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
+           streams=False),
+    Method("hf-default", "HF assisted generation with HF's default settings", _hf_default,
+           study_n="default", streams=False),
+)}
+
+# Methods the study can add to its N experiment beside our fixed-N rows (the baseline is always run).
+STUDY_EXTRAS = tuple(name for name in METHODS if name not in ("baseline", "speculative"))
+# Methods ``specdec generate`` offers: those that need no study-made draft.
+GENERATE_METHODS = tuple(name for name, m in METHODS.items() if m.draft != "random")

@@ -1,0 +1,1 @@
+"""The speed study: grid, paired interleaved runner, CSV store, provenance, prompts, summary, plots."""

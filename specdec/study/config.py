@@ -1,0 +1,96 @@
+"""What a study measures: its configuration and the grid of cells it runs, in order."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from ..methods import METHODS, STUDY_EXTRAS
+
+EXPERIMENTS = ("prompt_length", "max_tokens", "n")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that decides what a run measures (compared on ``--resume``)."""
+
+    target: str
+    draft: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    temperature: float = 0.0
+    seed: int = 0
+    repeats: int = 3
+    warmup: int = 1
+    prompts_per_cell: int = 2
+    experiments: tuple[str, ...] = EXPERIMENTS
+    prompt_lengths: tuple[int, ...] = (64, 128, 512)
+    max_tokens: tuple[int, ...] = (32, 64, 128, 256)
+    ns: tuple[int | str, ...] = (1, 2, 3, 4, 6, 8)
+    fixed_prompt_len: int = 128
+    fixed_max_tokens: int = 64
+    fixed_n: int = 4
+    methods: tuple[str, ...] = STUDY_EXTRAS
+
+    def fingerprint(self) -> dict:
+        """JSON-safe form used to refuse resuming a CSV written by another configuration."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def validate(self) -> None:
+        """ValueError naming the first bad setting; checks that need no model."""
+        for name in self.experiments:
+            if name not in EXPERIMENTS:
+                raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+        for name in self.methods:
+            if name not in STUDY_EXTRAS:
+                raise ValueError(f"unknown method {name!r}; choose from {', '.join(STUDY_EXTRAS)}")
+        for label, grid in (("prompt lengths", self.prompt_lengths), ("max tokens", self.max_tokens), ("n", self.ns)):
+            if not grid:
+                raise ValueError(f"the {label} grid is empty")
+        for n in (*self.ns, self.fixed_n):
+            if n != "auto" and (not isinstance(n, int) or n < 1):
+                raise ValueError(f"N must be an integer >= 1 or 'auto', got {n!r}")
+        for label, value in (("prompt length", min(self.prompt_lengths + (self.fixed_prompt_len,))),
+                             ("max tokens", min(self.max_tokens + (self.fixed_max_tokens,))),
+                             ("repeats", self.repeats), ("prompts per cell", self.prompts_per_cell)):
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.temperature < 0 or not math.isfinite(self.temperature):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+
+    def longest_request(self) -> int:
+        """The largest prompt length + new tokens any cell asks for."""
+        return max(c.prompt_len + c.max_new_tokens for c in cells(self))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a sweep: a method at one prompt length, output length and N."""
+
+    experiment: str
+    method: str
+    prompt_len: int
+    max_new_tokens: int
+    n_draft: int | str  # an integer, "auto", or "default" (HF's own settings)
+
+
+def cells(cfg: StudyConfig) -> list[Cell]:
+    """Every cell of the configured experiments, in run order (N cells per :data:`~specdec.methods.METHODS`)."""
+    out: list[Cell] = []
+    numeric_ns = [n for n in cfg.ns if n != "auto"]
+    if "prompt_length" in cfg.experiments:
+        out += [Cell("prompt_length", "speculative", L, cfg.fixed_max_tokens, cfg.fixed_n) for L in cfg.prompt_lengths]
+    if "max_tokens" in cfg.experiments:
+        out += [Cell("max_tokens", "speculative", cfg.fixed_prompt_len, m, cfg.fixed_n) for m in cfg.max_tokens]
+    if "n" in cfg.experiments:
+        methods = ["speculative", *(m for m in STUDY_EXTRAS if m in cfg.methods)]
+        if "auto" in cfg.ns and "auto" not in methods:
+            methods.insert(1, "auto")
+        for method in methods:
+            kind = METHODS[method].study_n
+            ns = {"grid": numeric_ns, "fixed": [cfg.fixed_n], "auto": ["auto"], "default": ["default"]}[kind]
+            out += [Cell("n", method, cfg.fixed_prompt_len, cfg.fixed_max_tokens, n) for n in ns]
+    return out

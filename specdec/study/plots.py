@@ -1,0 +1,200 @@
+"""Figures of the speed study from its CSV (and the provenance JSON beside it); no torch import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .summary import frame, predicted_from_costs
+
+FIGSIZE, DPI = (6.4, 4.0), 200
+PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
+              "acceptance_rate.png", "speedup.png")
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9,
+                     "xtick.labelsize": 9, "ytick.labelsize": 9})
+
+
+def _stats(df: pd.DataFrame, by: str, col: str) -> pd.DataFrame:
+    """Median and quartiles of ``col`` per value of ``by`` (spread over prompts and repeats)."""
+    g = df.groupby(by)[col]
+    return pd.DataFrame({"med": g.median(), "q1": g.quantile(0.25), "q3": g.quantile(0.75)}).sort_index()
+
+
+def _errbar(ax, s: pd.DataFrame, label: str, offset: float = 0.0, **kw) -> None:
+    x = s.index.to_numpy(dtype=float) * (1 + offset)
+    err = [(s.med - s.q1).clip(lower=0), (s.q3 - s.med).clip(lower=0)]
+    ax.errorbar(x, s.med, yerr=err, marker="o", capsize=3, label=label, **kw)
+
+
+def _title(df: pd.DataFrame, what: str) -> str:
+    row = df.iloc[0]
+    return f"{what}\ntarget {row['target_model']}, draft {row['draft_model']} ({row['dtype']}, {row['device']})"
+
+
+def _empty(path: Path, what: str) -> None:
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.text(0.5, 0.5, f"{what}: no rows in the CSV", ha="center", va="center")
+    ax.set_axis_off()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_length_effect(df: pd.DataFrame, experiment: str, axis: str, xlabel: str, path: Path) -> None:
+    """Wall time of baseline and speculative decoding against a length axis."""
+    sel = df[df.experiment == experiment]
+    if sel.empty:
+        return _empty(path, experiment)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    _errbar(ax, _stats(sel, axis, "baseline_time_s"), "baseline (autoregressive)", color="tab:gray")
+    n = sel.n_draft.iloc[0]
+    _errbar(ax, _stats(sel, axis, "speculative_time_s"), f"speculative (N={n})", color="tab:blue")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(sel[axis].unique()), [str(int(v)) for v in sorted(sel[axis].unique())])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("generation time (s), median and IQR")
+    ax.set_title(_title(sel, f"Effect of {xlabel.split(' (')[0].lower()}"))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def _hline(ax, sel: pd.DataFrame, col: str, label: str, style: str, color: str) -> None:
+    if not sel.empty:
+        ax.axhline(sel[col].median(), linestyle=style, color=color, label=f"{label}: {sel[col].median():.2f} s")
+
+
+def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
+    """Time against N for ours and HF assisted side by side; other methods and baseline as lines."""
+    sel = df[df.experiment == "n"]
+    fixed = sel[sel.n_value.notna() & sel.method.isin(["speculative", "hf-assisted"])]
+    if fixed.empty:
+        return _empty(path, "N")
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for method, label, offset, color in (("speculative", "ours (fixed N)", -0.03, "tab:blue"),
+                                          ("hf-assisted", "HF assisted (fixed N)", 0.03, "tab:orange")):
+        part = fixed[fixed.method == method]
+        if not part.empty:
+            _errbar(ax, _stats(part, "n_value", "speculative_time_s"), label, offset, color=color)
+    _hline(ax, sel, "baseline_time_s", "baseline", "-", "tab:gray")
+    _hline(ax, sel[sel.method == "auto"], "speculative_time_s", "ours, auto N", "--", "tab:green")
+    _hline(ax, sel[sel.method == "auto-random"], "speculative_time_s", "auto N, random draft", (0, (1, 3)),
+           "tab:brown")
+    _hline(ax, sel[sel.method == "prompt-lookup"], "speculative_time_s", "prompt lookup", ":", "tab:purple")
+    _hline(ax, sel[sel.method == "hf-default"], "speculative_time_s", "HF assisted, defaults", "-.", "tab:red")
+    ns = sorted(fixed.n_value.unique())
+    ax.set_xticks(ns, [str(int(v)) for v in ns])
+    ax.set_xlabel("draft tokens per step N")
+    ax.set_ylabel("generation time (s), median and IQR")
+    row = sel.iloc[0]
+    ax.set_title(_title(sel, f"Effect of N (prompt {int(row.prompt_len)} tokens, {int(row.max_new_tokens)} new)"))
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over a line
+    _save(fig, path)
+
+
+def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
+    """Acceptance rate and tokens per target step against N (two panels)."""
+    sel = df[(df.experiment == "n") & df.n_value.notna() & df.method.isin(["speculative", "hf-assisted"])]
+    if sel.empty:
+        return _empty(path, "acceptance")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=FIGSIZE)
+    for method, label, offset, color in (("speculative", "ours", -0.02, "tab:blue"),
+                                          ("hf-assisted", "HF assisted", 0.02, "tab:orange")):
+        part = sel[sel.method == method]
+        if part.empty:
+            continue
+        # HF's loop does not report its acceptances, only its target forwards (τ)
+        for col, what, style in (("acceptance_rate", "α̂", "-"), ("alpha_geometric", "per-token α", "--")):
+            if col in part and part[col].notna().any():
+                _errbar(a1, _stats(part, "n_value", col), f"{label}, {what}", offset, color=color, linestyle=style)
+        _errbar(a2, _stats(part, "n_value", "tokens_per_step"), label, offset, color=color)
+    ns = sorted(sel.n_value.unique())
+    for ax, ylabel in ((a1, "acceptance: α̂ = accepted / drafted,\nper-token α = geometric MLE"),
+                       (a2, "τ (new tokens / target forward)")):
+        ax.set_xticks(ns, [str(int(v)) for v in ns])
+        ax.set_xlabel("draft tokens per step N")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    a1.set_ylim(0, 1.05)
+    row = sel.iloc[0]
+    fig.suptitle(f"Acceptance vs N: target {row.target_model}, draft {row.draft_model}", fontsize=10)
+    _save(fig, path)
+
+
+def predicted_curve(ours: pd.DataFrame, costs: dict | None) -> pd.Series | None:
+    """Predicted speedup per N of our fixed-N rows, from their median per-token α (geometric MLE,
+    not α̂, which E(α, N) would read low), c and v(N) via :mod:`specdec.auto.theory`; None if unavailable
+    (no calibrated costs, or a CSV from before the ``alpha_geometric`` column)."""
+    if "alpha_geometric" not in ours:
+        return None
+    alphas = ours.groupby("n_value").alpha_geometric.median()
+    out = pd.Series({n: predicted_from_costs(a, int(n), costs) for n, a in alphas.items()}, dtype=float).dropna()
+    return out.sort_index() if not out.empty else None
+
+
+def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
+    """Measured speedup against N with spread, the predicted curve, and break-even at 1.0."""
+    sel = df[(df.experiment == "n") & df.n_value.notna()]
+    ours = sel[sel.method == "speculative"]
+    if ours.empty:
+        return _empty(path, "speedup")
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    _errbar(ax, _stats(ours, "n_value", "speedup"), "ours, measured", -0.02, color="tab:blue")
+    hf = sel[sel.method == "hf-assisted"]
+    if not hf.empty:
+        _errbar(ax, _stats(hf, "n_value", "speedup"), "HF assisted, measured", 0.02, color="tab:orange")
+    pred = predicted_curve(ours, costs)
+    if pred is not None:
+        label = f"predicted from per-token α, c={costs['c']:.2f}, v(N)"
+        ax.plot(pred.index, pred.values, "s--", color="tab:green", label=label)
+    ax.axhline(1.0, linestyle="--", color="black", linewidth=1, label="break-even (1.0)")
+    every = df[df.experiment == "n"]
+    for method, label, style, color in (("auto", "ours, auto N", "-", "tab:green"),
+                                        ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
+                                        ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
+                                        ("hf-default", "HF assisted, defaults", "-.", "tab:red")):
+        part = every[every.method == method]
+        if not part.empty:
+            ax.axhline(part.speedup.median(), linestyle=style, color=color, linewidth=1.2,
+                       label=f"{label}: {part.speedup.median():.2f}×")
+    ns = sorted(ours.n_value.unique())
+    ax.set_xticks(ns, [str(int(v)) for v in ns])
+    ax.set_xlabel("draft tokens per step N")
+    ax.set_ylabel("speedup (baseline time / speculative time, ×)")
+    ax.set_title(_title(ours, "Speedup vs N"))
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    _save(fig, path)
+
+
+def make_plots(csv_path: Path, out_dir: Path | None = None) -> list[Path]:
+    """Draw all five figures beside the CSV (or in ``out_dir``); return their paths."""
+    csv_path = Path(csv_path)
+    out_dir = Path(out_dir) if out_dir is not None else csv_path.parent
+    df = frame(pd.read_csv(csv_path, dtype={"n_draft": str, "outputs_match": str}))
+    meta_file = csv_path.with_name(csv_path.stem + ".meta.json")
+    costs = json.loads(meta_file.read_text()).get("costs") if meta_file.exists() else None
+    paths = [out_dir / name for name in PLOT_FILES]
+    if df.empty:
+        for p in paths:
+            _empty(p, p.stem)
+        return paths
+    plot_length_effect(df, "prompt_length", "prompt_len", "prompt length (tokens)", paths[0])
+    plot_length_effect(df, "max_tokens", "max_new_tokens", "new tokens generated (tokens)", paths[1])
+    plot_n_effect(df, paths[2])
+    plot_acceptance(df, paths[3])
+    plot_speedup(df, costs, paths[4])
+    return paths

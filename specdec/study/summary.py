@@ -1,0 +1,144 @@
+"""The study's headline numbers from its CSV rows (no torch): best N, speedups with spread, match rate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..auto.theory import predicted_speedup
+from ..files import atomic_write_json, atomic_write_text
+
+
+def frame(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Results as a DataFrame with numeric columns parsed; ``n_value`` is N as a number (NaN for auto/default)."""
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    if df.empty:
+        return df
+    numeric = [c for c in df.columns
+               if c.endswith(("_s", "_per_s", "speedup", "_rate", "_step", "_forwards")) or c == "alpha_geometric"]
+    for col in numeric + ["prompt_len", "max_new_tokens", "repeat", "new_tokens", "temperature"]:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["n_draft"] = df["n_draft"].astype(str)
+    df["n_value"] = pd.to_numeric(df["n_draft"], errors="coerce")
+    return df
+
+
+def spread(values: pd.Series) -> dict:
+    """Median, quartiles, min, max and count of a series (NaNs dropped)."""
+    v = values.dropna()
+    if v.empty:
+        return {"median": math.nan, "q1": math.nan, "q3": math.nan, "min": math.nan, "max": math.nan, "count": 0}
+    return {"median": float(v.median()), "q1": float(v.quantile(0.25)), "q3": float(v.quantile(0.75)),
+            "min": float(v.min()), "max": float(v.max()), "count": int(v.size)}
+
+
+def _method(df: pd.DataFrame, method: str, n: str | None = None) -> dict | None:
+    sel = df[(df.experiment == "n") & (df.method == method)]
+    if n is not None:
+        sel = sel[sel.n_draft == n]
+    if sel.empty:
+        return None
+    alpha = spread(sel.alpha_geometric)["median"] if "alpha_geometric" in sel else math.nan
+    return {"n_draft": n, "speedup": spread(sel.speedup), "acceptance_rate": spread(sel.acceptance_rate)["median"],
+            "alpha_geometric": alpha, "tokens_per_step": spread(sel.tokens_per_step)["median"]}
+
+
+def predicted_from_costs(alpha: float, n: int, costs: dict | None) -> float:
+    """E(α, N) / (N·c + v(N)) with a run's measured costs (meta JSON ``costs``); NaN when c, v(N) or α is missing."""
+    verify = {int(k): float(x) for k, x in (costs or {}).get("verify_cost", {}).items()}
+    if not costs or "c" not in costs or n not in verify or math.isnan(alpha):
+        return math.nan
+    return predicted_speedup(float(alpha), float(costs["c"]), n, verify[n])
+
+
+def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict:
+    """Headline numbers: best fixed N of ours and the other methods' speedups, match rate, costs."""
+    df = frame(rows)
+    meta = meta or {}
+    out: dict = {"rows": int(len(df)), "target_model": None, "draft_model": None,
+                 "dtype": meta.get("dtype"), "device": meta.get("device"), "costs": meta.get("costs")}
+    if df.empty:
+        return out
+    out["target_model"], out["draft_model"] = str(df.target_model.iloc[0]), str(df.draft_model.iloc[0])
+    ours = df[(df.experiment == "n") & (df.method == "speculative")]
+    if not ours.empty:
+        med = ours.groupby("n_draft").speedup.median()
+        best = str(med.idxmax())
+        out["best_n"] = {**_method(df, "speculative", best), "n_draft": best}
+        out["best_n"]["predicted_speedup"] = predicted_from_costs(
+            out["best_n"]["alpha_geometric"], int(best), meta.get("costs"))
+        hf = _method(df, "hf-assisted", best)
+        out["hf_assisted_at_best_n"] = hf
+    for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
+        out[name] = _method(df, name)
+    hf_all = df[(df.experiment == "n") & (df.method == "hf-assisted")]
+    if not hf_all.empty:
+        best_hf = str(hf_all.groupby("n_draft").speedup.median().idxmax())
+        out["hf_assisted_best"] = _method(df, "hf-assisted", best_hf)
+    greedy = df[df.temperature == 0]
+    if not greedy.empty:
+        matched = greedy.outputs_match.astype(str).str.lower() == "true"
+        out["greedy_match_rate"] = float(matched.mean())
+        out["greedy_rows"] = int(len(greedy))
+        out["greedy_classes"] = match_classes(greedy)
+    return out
+
+
+def match_classes(greedy: pd.DataFrame) -> dict[str, float]:
+    """Shares of greedy pairs that are identical, differ first at a near-tie, or differ unexplained
+    (:mod:`specdec.study.divergence`); pairs from a CSV without that column count as ``not recorded``."""
+    classes = (greedy["match_class"].astype("string").fillna("") if "match_class" in greedy
+               else pd.Series("", index=greedy.index, dtype="string"))
+    identical = greedy.outputs_match.astype(str).str.lower() == "true"
+    classes = classes.where(classes != "", identical.map({True: "identical", False: "not recorded"}))
+    shares = classes.value_counts(normalize=True)
+    return {k: float(shares.get(k, 0.0)) for k in ("identical", "near-tie", "unexplained", "not recorded")}
+
+
+def _fmt(entry: dict | None, label: str) -> str:
+    if not entry:
+        return f"- {label}: not measured"
+    s = entry["speedup"]
+    n = f" (N={entry['n_draft']})" if entry.get("n_draft") not in (None, "nan") else ""
+    predicted = entry.get("predicted_speedup", math.nan)
+    return (f"- {label}{n}: speedup {s['median']:.2f}x (IQR {s['q1']:.2f}-{s['q3']:.2f}, "
+            f"min-max {s['min']:.2f}-{s['max']:.2f}, {s['count']} pairs); "
+            f"acceptance {entry['acceptance_rate']:.2f}, per-token alpha {entry.get('alpha_geometric', math.nan):.2f}, "
+            f"tau {entry['tokens_per_step']:.2f}"
+            + (f"; predicted {predicted:.2f}x from per-token alpha, c, v(N)" if not math.isnan(predicted) else ""))
+
+
+def to_markdown(summary: dict) -> str:
+    """The summary as a short Markdown list (also printed at the end of a run)."""
+    lines = [f"Study summary: target {summary.get('target_model')}, draft {summary.get('draft_model')}, "
+             f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs",
+             _fmt(summary.get("best_n"), "best N, ours"),
+             _fmt(summary.get("auto"), "auto N, ours"),
+             _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
+             _fmt(summary.get("prompt-lookup"), "prompt lookup"),
+             _fmt(summary.get("hf_assisted_at_best_n"), "HF assisted at our best N"),
+             _fmt(summary.get("hf_assisted_best"), "HF assisted, its best N"),
+             _fmt(summary.get("hf-default"), "HF assisted, HF defaults")]
+    costs = summary.get("costs") or {}
+    if "c" in costs:
+        v = ", ".join(f"v({k})={x:.2f}" for k, x in costs.get("verify_cost", {}).items())
+        lines.append(f"- measured cost ratio c={costs['c']:.3f}; verification cost {v}")
+    if "greedy_match_rate" in summary:
+        cls = summary.get("greedy_classes") or {}
+        line = (f"- greedy outputs of {summary['greedy_rows']} pairs: identical {cls.get('identical', 0):.0%}, "
+                f"first difference at a near-tie (margin within the dtype's rounding) {cls.get('near-tie', 0):.0%}, "
+                f"unexplained {cls.get('unexplained', 0):.0%}")
+        if cls.get("not recorded"):
+            line += f", not classified (CSV from an older version) {cls['not recorded']:.0%}"
+        lines.append(line + " (unexplained must be 0%)")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(csv_path: Path, summary: dict) -> None:
+    """``<stem>.summary.json`` and ``<stem>.summary.md`` beside the CSV."""
+    base = csv_path.with_name(csv_path.stem)
+    atomic_write_json(Path(f"{base}.summary.json"), summary)
+    atomic_write_text(Path(f"{base}.summary.md"), to_markdown(summary))

@@ -1,0 +1,107 @@
+"""Auto N: large N for a perfect draft, plain steps for a useless one, output always lossless."""
+
+import pytest
+
+from specdec import autoregressive_generate, speculative_generate
+from specdec.auto.autotune import AutoPolicy, auto_policy
+from specdec.auto.calibration import CalibrationCache, Costs
+from specdec.engine.loop import GenerationStats
+
+NEW = 40
+# Fixed costs so decisions do not depend on timing noise: c = 0.3, v(N) = 1 + 0.05 N.
+COSTS = Costs(0.01, 0.003, 0.3, {n: 1.0 + 0.05 * n for n in range(17)})
+
+
+@pytest.fixture
+def greedy_ref(pair, prompt):
+    return autoregressive_generate(pair[0], prompt, max_new_tokens=NEW).tokens
+
+
+def test_draft_equal_to_target_picks_large_n(pair, prompt, greedy_ref):
+    target, _ = pair
+    policy = auto_policy(target, target, prompt, costs=COSTS)
+    res = speculative_generate(target, target, prompt, num_draft_tokens=policy, max_new_tokens=NEW)
+    assert res.tokens == greedy_ref
+    # α̂ climbs from the prior with every fully accepted step, and N with it.
+    assert policy.trace == sorted(policy.trace) and max(policy.trace) >= 8
+    assert res.stats.acceptance_rate == 1.0 and res.stats.target_forwards <= 10
+
+
+def test_unrelated_draft_falls_back_to_plain_steps(pair, unrelated_draft, prompt, greedy_ref):
+    target, _ = pair
+    policy = auto_policy(target, unrelated_draft, prompt, costs=COSTS, probe_every=8)
+    res = speculative_generate(target, unrelated_draft, prompt, num_draft_tokens=policy,
+                               max_new_tokens=NEW)
+    assert res.tokens == greedy_ref
+    s = res.stats
+    assert s.target_forwards <= s.new_tokens  # never more target passes than plain decoding
+    assert len(policy.trace) == len(s.drafted_per_step)
+    later = s.drafted_per_step[3:]
+    assert sum(k == 0 for k in later) > len(later) / 2
+    assert any(k == 1 for k in later)  # periodic probes keep the estimate alive
+
+
+def _drive(policy, stats, steps, accept_all):
+    """Feed the policy ``steps`` outcomes (every draft accepted or every draft rejected)."""
+    for _ in range(steps):
+        n = policy(stats)
+        stats.drafted_per_step.append(n)
+        stats.accepted_per_step.append(n if accept_all else 0)
+
+
+def test_policy_backs_off_probes_then_recovers():
+    policy = AutoPolicy(COSTS, probe_every=4, probe_max=16)
+    stats = GenerationStats()
+    _drive(policy, stats, 60, accept_all=False)
+    trace = policy.trace
+    assert trace[0] >= 1 and 0 in trace
+    plain = trace.index(0)
+    assert set(trace[plain:]) == {0, 1}
+    probes = [i for i in range(plain, len(trace)) if trace[i] == 1]
+    # The first probe is the 4th decision after falling back; each failed probe doubles the
+    # wait, up to probe_max: gaps 8, 16, 16, ...
+    assert probes[0] == plain + 3
+    assert [b - a for a, b in zip(probes, probes[1:])] == [8, 16, 16]
+    _drive(policy, stats, 60, accept_all=True)  # every draft accepted from now on
+    assert policy(stats) >= 4 and policy.alpha > 0.8
+    assert policy._probe_wait == 0  # drafting pays again: the next fallback starts at probe_every
+
+
+def test_policy_carries_alpha_to_next_generation(pair, unrelated_draft, prompt):
+    target, _ = pair
+    cache = CalibrationCache()
+    cache.put(target, unrelated_draft, COSTS)
+    first = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=4)
+    speculative_generate(target, unrelated_draft, prompt, num_draft_tokens=first, max_new_tokens=NEW)
+    alpha, first_trace = first.alpha, list(first.trace)
+    again = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=4)
+    assert again is first and again.alpha == alpha
+    res = speculative_generate(target, unrelated_draft, prompt, num_draft_tokens=again, max_new_tokens=NEW)
+    assert len(again.trace) == len(res.stats.drafted_per_step)  # the trace is per generation
+    # The second generation starts where the first left off: plain from its first step, and with
+    # fewer probes than the first one needed to learn that the draft is useless.
+    assert again.trace[0] == 0 and sum(again.trace) < sum(first_trace)
+    other = auto_policy(target, unrelated_draft, prompt, calibration_cache=cache, probe_every=8)
+    assert other is not first  # other settings: a fresh policy
+
+
+def test_auto_string_calibrates_once(pair, prompt, greedy_ref):
+    target, draft = pair
+    cache = CalibrationCache()
+    policy = auto_policy(target, draft, prompt, calibration_cache=cache, n_max=4)
+    assert set(policy.costs.verify_cost) == {0, 1, 2, 3, 4}
+    assert auto_policy(target, draft, prompt, calibration_cache=cache).costs is policy.costs
+    res = speculative_generate(target, draft, prompt, num_draft_tokens="auto", max_new_tokens=NEW)
+    assert res.tokens == greedy_ref
+
+
+def test_hopeless_pair_never_runs_the_draft(pair, prompt, greedy_ref):
+    # c = 0.5 and v(N) = 2 + N: even a draft right 90% of the time cannot beat plain decoding.
+    slow = Costs(0.01, 0.005, 0.5, {n: 2.0 + n for n in range(17)})
+    target, draft = pair
+    policy = auto_policy(target, draft, prompt, costs=slow, probe_every=2)
+    assert policy.hopeless and not AutoPolicy(COSTS).hopeless
+    res = speculative_generate(target, draft, prompt, num_draft_tokens=policy, max_new_tokens=NEW)
+    assert res.tokens == greedy_ref
+    assert set(policy.trace) == {0} and res.stats.draft_forwards == 0
+    assert res.stats.target_forwards == NEW  # exactly plain decoding

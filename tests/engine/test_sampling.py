@@ -1,0 +1,31 @@
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from specdec.engine.sampling import SamplingParams, probs_from_logits
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (0.5, 20, 0.9)])
+def test_filters_match_transformers_warpers(temperature, top_k, top_p):
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p < 1.0:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    expected = scores.softmax(-1)
+    got = probs_from_logits(logits, SamplingParams(temperature, top_k, top_p))
+    torch.testing.assert_close(got, expected)
+
+
+def test_bad_params_raise():
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(temperature=1, top_p=0)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingParams(temperature=1, top_k=-2)

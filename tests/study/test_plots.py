@@ -1,0 +1,78 @@
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from specdec.auto.theory import predicted_speedup
+from specdec.study.plots import PLOT_FILES, make_plots, predicted_curve
+from specdec.study.store import COLUMNS, Row
+from specdec.study.summary import frame, summarize, to_markdown
+
+
+def _row(experiment, method, n, L=128, M=64, r=0):
+    rnd = random.Random(hash((experiment, method, str(n), L, M, r)))
+    base, spec = 2.0 + M / 32, 1.5 + M / 40 + rnd.random() * 0.2
+    return Row(experiment, method, "tempest-00", L, M, n, r, 0.0, M, base, spec, base / spec, base / spec,
+               M / base, M / spec, 0.6, 0.7, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, True,
+               "tgt", "drf", "float32", "cpu", r)
+
+
+def _csv(tmp_path: Path) -> Path:
+    rows = [_row("prompt_length", "speculative", 4, L=L, r=r) for L in (64, 128, 512) for r in range(3)]
+    rows += [_row("max_tokens", "speculative", 4, M=M, r=r) for M in (32, 64, 128) for r in range(3)]
+    for n in (1, 2, 4):
+        rows += [_row("n", m, n, r=r) for m in ("speculative", "hf-assisted") for r in range(3)]
+    rows += [_row("n", "auto", "auto"), _row("n", "auto-random", "auto"), _row("n", "prompt-lookup", 4),
+             _row("n", "hf-default", "default")]
+    path = tmp_path / "experiment_results.csv"
+    pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS).to_csv(path, index=False)
+    meta = {"dtype": "float32", "device": "cpu",
+            "costs": {"c": 0.1, "verify_cost": {"1": 1.3, "2": 1.5, "4": 1.6}}}
+    (tmp_path / "experiment_results.meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_make_plots_writes_five_pngs(tmp_path):
+    paths = make_plots(_csv(tmp_path))
+    assert [p.name for p in paths] == list(PLOT_FILES)
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_summary_reports_best_n_and_others(tmp_path):
+    path = _csv(tmp_path)
+    meta = json.loads(path.with_name("experiment_results.meta.json").read_text())
+    summary = summarize(pd.read_csv(path, dtype={"n_draft": str}), meta)
+    assert summary["best_n"]["n_draft"] in ("1", "2", "4")
+    assert summary["greedy_match_rate"] == 1.0
+    text = to_markdown(summary)
+    assert summary["auto-random"]["speedup"]["count"] == 1
+    for phrase in ("best N", "auto N", "unrelated random draft", "prompt lookup", "HF assisted, HF defaults",
+                   "c=0.100", "per-token alpha 0.70", "predicted"):
+        assert phrase in text
+    n = int(summary["best_n"]["n_draft"])
+    v = meta["costs"]["verify_cost"][str(n)]
+    assert summary["best_n"]["predicted_speedup"] == predicted_speedup(0.7, 0.1, n, v)
+
+
+def test_prediction_uses_per_token_alpha_not_accept_ratio(tmp_path):
+    df = frame(pd.read_csv(_csv(tmp_path), dtype={"n_draft": str}))
+    ours = df[(df.experiment == "n") & (df.method == "speculative")]
+    costs = {"c": 0.1, "verify_cost": {"1": 1.3, "2": 1.5, "4": 1.6}}
+    pred = predicted_curve(ours, costs)
+    assert list(pred.index) == [1, 2, 4]
+    assert pred[4] == predicted_speedup(0.7, 0.1, 4, 1.6) != predicted_speedup(0.6, 0.1, 4, 1.6)
+    assert predicted_curve(ours.drop(columns="alpha_geometric"), costs) is None  # old CSV: no curve
+
+
+def test_plot_command_redraws_without_loading_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = _csv(tmp_path)
+    code = ("import sys; from specdec.cli import main; rc = main(['plot', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert all((tmp_path / name).is_file() for name in PLOT_FILES)
