@@ -1,4 +1,5 @@
-"""The one atomic-write helper: a reader never sees a half-written file."""
+"""Files of ours on disk: the one atomic-write helper (a reader never sees a half-written file) and
+the one cache directory."""
 
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     """``data`` as indented JSON (non-JSON values as their ``str``), written atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The cache directory: the argument, else ``$SPECDEC_CACHE``, else ``~/.cache/specdec``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("SPECDEC_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "specdec"

@@ -111,3 +111,23 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def second_token_marginal(target: LlamaForCausalLM, prompt: torch.Tensor) -> torch.Tensor:
+    """Exact distribution of the second new token when sampling from ``target`` at temperature 1."""
+    with torch.inference_mode():
+        p1 = target(prompt).logits[0, -1].softmax(-1)
+        vocab = p1.shape[0]
+        ext = torch.cat([prompt.expand(vocab, -1), torch.arange(vocab).view(-1, 1)], 1)
+        p2 = target(ext).logits[:, -1].softmax(-1)
+    return (p1.view(-1, 1) * p2).sum(0)
+
+
+def chi_square(counts: torch.Tensor, expected_probs: torch.Tensor) -> float:
+    """Pearson's χ² of observed ``counts`` against a distribution (``counts.sum()`` draws)."""
+    expected = counts.sum() * expected_probs
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+# 0.1% critical values of χ² by degrees of freedom (a correct sampler fails one test in a thousand)
+CHI2_CRITICAL_P001 = {9: 27.88, 15: 37.70}

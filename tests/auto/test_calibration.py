@@ -6,13 +6,22 @@ from specdec.auto.calibration import CalibrationCache, Costs, default_cache_path
 from specdec.testing import FixtureSpec, random_model
 
 
-def test_measure_costs_shape(pair, prompt):
+def test_costs_are_ratios_of_medians_over_the_measured_rounds(pair, prompt):
+    """A scripted clock: each round times target(1 token), v(1), v(3), draft; the warm-up round is dropped."""
     target, draft = pair
-    costs = measure_costs(target, draft, prompt, ns=(1, 2, 4), repeats=2, warmup=1)
-    assert set(costs.verify_cost) == {0, 1, 2, 4} and costs.verify_cost[0] == 1.0
-    assert all(v > 0 for v in costs.verify_cost.values())
-    assert costs.target_step_s > 0 and costs.draft_step_s > 0
-    assert costs.c == pytest.approx(costs.draft_step_s / costs.target_step_s)
+    rounds = [(1.0, 1.0, 1.0, 1.0),  # warm-up: far off, must not count
+              (0.010, 0.0150, 0.022, 0.0012),
+              (0.012, 0.0165, 0.022, 0.0010),
+              (0.011, 0.0180, 0.025, 0.0011)]
+    script = iter(t for r in rounds for t in r)
+
+    def scripted(fn, device):
+        return fn(), next(script)
+
+    costs = measure_costs(target, draft, prompt, ns=(1, 3), repeats=3, warmup=1, timer=scripted)
+    assert costs.target_step_s == pytest.approx(0.011) and costs.draft_step_s == pytest.approx(0.0011)
+    assert costs.c == pytest.approx(0.1)
+    assert costs.verify_cost == pytest.approx({0: 1.0, 1: 1.5, 3: 2.0})
 
 
 def test_measure_costs_without_draft_model(pair, prompt):

@@ -1,6 +1,7 @@
 import torch
 
 from specdec import PromptLookupDrafter, SamplingParams, autoregressive_generate, speculative_generate
+from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
 
 
 def _started(drafter, vocab=256):
@@ -39,9 +40,20 @@ def test_prompt_lookup_is_lossless_and_accepts_on_repetition(pair):
     assert res.stats.accepted > 0 and res.stats.draft_forwards == 0
 
 
-def test_prompt_lookup_sampling_runs(pair):
-    target, _ = pair
-    prompt = torch.tensor([[3, 4, 5, 3, 4, 5, 3, 4]])
-    res = speculative_generate(target, None, prompt, drafter=PromptLookupDrafter(), max_new_tokens=20,
-                               temperature=1.0, seed=0)
-    assert len(res.tokens) == 20
+def test_sampled_prompt_lookup_keeps_the_target_distribution():
+    """q is one-hot at each looked-up token, so a draft x is kept with probability p(x)."""
+    spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
+                       eps=0.3, head_scale=3.0, seed=5)
+    target, _ = fixture_pair(spec)
+    prompt = torch.tensor([[3, 4, 5, 3, 4, 5, 3, 4]])  # "3 4" recurs: lookup drafts "5 3 4 ..."
+    expected = second_token_marginal(target, prompt)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(16)
+    accepted = drafted = 0
+    for _ in range(1500):
+        res = speculative_generate(target, None, prompt, drafter=PromptLookupDrafter(), num_draft_tokens=3,
+                                   max_new_tokens=3, temperature=1.0, generator=g)
+        counts[res.tokens[1]] += 1
+        accepted, drafted = accepted + res.stats.accepted, drafted + res.stats.drafted
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
+    assert 0 < accepted < drafted  # both branches of the acceptance rule were taken

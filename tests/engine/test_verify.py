@@ -3,9 +3,10 @@
 import torch
 
 from specdec.engine.verify import greedy_accept, rejection_accept
+from specdec.testing import CHI2_CRITICAL_P001, chi_square
 
 V = 10
-CHI2_DF9_P001 = 27.88  # 0.1% critical value of chi-square with 9 degrees of freedom
+CHI2_DF9_P001 = CHI2_CRITICAL_P001[9]
 
 
 def test_greedy_accepts_matching_prefix_then_corrects():
@@ -36,11 +37,6 @@ def test_disjoint_supports_accept_nothing_and_correct_from_p():
         assert n == 0 and token >= 5
 
 
-def _chi2(counts: torch.Tensor, probs: torch.Tensor) -> float:
-    expected = probs * counts.sum()
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
 def _emitted_counts(p, q, n_draws, seed, position):
     """Histogram of the token emitted at ``position`` of each verified block."""
     g = torch.Generator().manual_seed(seed)
@@ -60,9 +56,9 @@ def test_emitted_token_is_distributed_as_p():
     q_row = torch.softmax(2 * torch.randn(V, generator=g), -1)
     p, q = p_row.expand(4, V), q_row.expand(3, V)
     counts = _emitted_counts(p, q, 20_000, seed=2, position=0)
-    assert _chi2(counts, p_row) < CHI2_DF9_P001
+    assert chi_square(counts, p_row) < CHI2_DF9_P001
     # The second emitted token (present whenever the first draft was kept) is also ~ p.
     counts2 = _emitted_counts(p, q, 20_000, seed=3, position=1)
-    assert _chi2(counts2, p_row) < CHI2_DF9_P001
+    assert chi_square(counts2, p_row) < CHI2_DF9_P001
     # The test has power: the draft's own distribution is rejected by the same statistic.
-    assert _chi2(counts, q_row) > 10 * CHI2_DF9_P001
+    assert chi_square(counts, q_row) > 10 * CHI2_DF9_P001

@@ -8,7 +8,14 @@ from specdec.baselines.hf_assisted import hf_assisted_generate
 from specdec.engine.vocab import logits_width
 from specdec.models import check_pair, load_model
 from specdec.models.subvocab import SubVocabLlamaForCausalLM, make_subvocab_config, restrict_head
-from specdec.testing import FixtureSpec, byte_tokenizer, fixture_pair
+from specdec.testing import (
+    CHI2_CRITICAL_P001,
+    FixtureSpec,
+    byte_tokenizer,
+    chi_square,
+    fixture_pair,
+    second_token_marginal,
+)
 
 NEW = 32
 
@@ -56,10 +63,7 @@ def test_sampling_keeps_the_target_distribution_when_q_is_zero_on_some_ids():
     target, draft = fixture_pair(spec)
     sub = restrict_head(draft, range(8))
     prompt = torch.tensor([[1, 2, 3, 4]])
-    with torch.no_grad():  # marginal of the second new token (the first one drafted for)
-        p1 = target(prompt).logits[0, -1].softmax(-1)
-        ext = torch.cat([prompt.expand(16, -1), torch.arange(16).view(-1, 1)], 1)
-        expected = (p1.view(-1, 1) * target(ext).logits[:, -1].softmax(-1)).sum(0)
+    expected = second_token_marginal(target, prompt)  # the first token drafted for
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(16)
     draws, accepted = 1500, 0
@@ -69,8 +73,7 @@ def test_sampling_keeps_the_target_distribution_when_q_is_zero_on_some_ids():
         counts[res.tokens[1]] += 1
         accepted += res.stats.accepted
     assert counts[8:].sum() > 0 and accepted > 0  # ids the draft cannot propose still come out
-    chi2 = float(((counts - draws * expected) ** 2 / (draws * expected)).sum())
-    assert chi2 < 37.7  # 0.1% critical value, 15 degrees of freedom
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
 
 
 def test_saved_sub_vocabulary_draft_loads_as_its_own_class(sub_pair, tmp_path, prompt):

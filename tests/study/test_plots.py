@@ -1,5 +1,4 @@
 import json
-import random
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,13 +9,16 @@ from specdec.study.plots import PLOT_FILES, make_plots, predicted_curve
 from specdec.study.store import COLUMNS, Row
 from specdec.study.summary import frame, summarize, to_markdown
 
+# Median speedup of our fixed-N rows by N: N = 2 is the best by construction.
+SPEEDUP = {1: 1.10, 2: 1.40, 4: 1.20, "auto": 1.30, "default": 0.90}
 
-def _row(experiment, method, n, L=128, M=64, r=0):
-    rnd = random.Random(hash((experiment, method, str(n), L, M, r)))
-    base, spec = 2.0 + M / 32, 1.5 + M / 40 + rnd.random() * 0.2
+
+def _row(experiment, method, n, L=128, M=64, r=0, match="identical"):
+    base = 2.0 + M / 32
+    spec = base / (SPEEDUP[n] + 0.01 * (r - 1))  # repeats spread ±0.01 around the median
     return Row(experiment, method, "tempest-00", L, M, n, r, 0.0, M, base, spec, base / spec, base / spec,
-               M / base, M / spec, 0.6, 0.7, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, True,
-               "tgt", "drf", "float32", "cpu", r)
+               M / base, M / spec, 0.6, 0.7, 2.0, 20, 60, 0.1, base - 0.1, 0.1, spec - 0.1, match == "identical",
+               "tgt", "drf", "float32", "cpu", r, match)
 
 
 def _csv(tmp_path: Path) -> Path:
@@ -24,8 +26,8 @@ def _csv(tmp_path: Path) -> Path:
     rows += [_row("max_tokens", "speculative", 4, M=M, r=r) for M in (32, 64, 128) for r in range(3)]
     for n in (1, 2, 4):
         rows += [_row("n", m, n, r=r) for m in ("speculative", "hf-assisted") for r in range(3)]
-    rows += [_row("n", "auto", "auto"), _row("n", "auto-random", "auto"), _row("n", "prompt-lookup", 4),
-             _row("n", "hf-default", "default")]
+    rows += [_row("n", "auto", "auto"), _row("n", "auto-random", "auto", match="near-tie"),
+             _row("n", "prompt-lookup", 4, match="unexplained"), _row("n", "hf-default", "default")]
     path = tmp_path / "experiment_results.csv"
     pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS).to_csv(path, index=False)
     meta = {"dtype": "float32", "device": "cpu",
@@ -44,16 +46,27 @@ def test_summary_reports_best_n_and_others(tmp_path):
     path = _csv(tmp_path)
     meta = json.loads(path.with_name("experiment_results.meta.json").read_text())
     summary = summarize(pd.read_csv(path, dtype={"n_draft": str}), meta)
-    assert summary["best_n"]["n_draft"] in ("1", "2", "4")
-    assert summary["greedy_match_rate"] == 1.0
+    assert summary["best_n"]["n_draft"] == "2"
+    assert summary["best_n"]["speedup"]["median"] == 1.40
+    assert summary["hf_assisted_at_best_n"]["n_draft"] == "2"
+    rows = len(pd.read_csv(path))
+    assert summary["greedy_rows"] == rows and summary["greedy_match_rate"] == (rows - 2) / rows
+    assert summary["greedy_classes"]["near-tie"] == summary["greedy_classes"]["unexplained"] == 1 / rows
     text = to_markdown(summary)
+    assert f"identical {(rows - 2) / rows:.0%}" in text and f"unexplained {1 / rows:.0%}" in text
     assert summary["auto-random"]["speedup"]["count"] == 1
     for phrase in ("best N", "auto N", "unrelated random draft", "prompt lookup", "HF assisted, HF defaults",
                    "c=0.100", "per-token alpha 0.70", "predicted"):
         assert phrase in text
-    n = int(summary["best_n"]["n_draft"])
-    v = meta["costs"]["verify_cost"][str(n)]
-    assert summary["best_n"]["predicted_speedup"] == predicted_speedup(0.7, 0.1, n, v)
+    assert summary["best_n"]["predicted_speedup"] == predicted_speedup(0.7, 0.1, 2, 1.5)
+
+
+def test_summary_of_a_csv_without_the_match_columns_says_not_classified(tmp_path):
+    path = _csv(tmp_path)
+    old = pd.read_csv(path).drop(columns=["match_class", "first_diff_position", "baseline_top2_margin"])
+    summary = summarize(old, None)
+    assert summary["greedy_classes"]["not recorded"] == 2 / len(old)
+    assert "not classified" in to_markdown(summary)
 
 
 def test_prediction_uses_per_token_alpha_not_accept_ratio(tmp_path):

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import threading
 
 import pytest
@@ -60,7 +61,7 @@ def test_run_writes_rows_greedy_match_and_resume(tmp_path, models):
     assert all(r["match_class"] == "identical" and r["first_diff_position"] == "" for r in rows)
     hf = [r for r in rows if r["method"] == "hf-assisted"]
     assert hf and all(r["decode_speedup"] == "nan" for r in hf)  # HF's prefill is not separable
-    assert all(float(r["decode_speedup"]) > 0 for r in rows if r["method"] != "hf-assisted")
+    assert not any(math.isnan(float(r["decode_speedup"])) for r in rows if r["method"] != "hf-assisted")
     assert summary["greedy_match_rate"] == 1.0 and summary["greedy_classes"]["identical"] == 1.0
     for name in ("r.meta.json", "r.summary.json", "r.summary.md"):
         assert (tmp_path / name).is_file()
