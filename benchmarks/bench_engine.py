@@ -11,11 +11,9 @@ repeats; medians with min-max spread; hardware, dtype and versions are printed a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,9 @@ import transformers
 
 from specdec import autoregressive_generate, speculative_generate
 from specdec.baselines.hf_assisted import hf_assisted_generate
-from specdec.hardware import cpu_name
+from specdec.engine.timing import timed
+from specdec.files import atomic_write_json
+from specdec.hardware import cpu_name, simd_summary
 from specdec.testing import FixtureSpec, fixture_pair
 
 
@@ -46,21 +46,15 @@ class Comparison:
         return statistics.median(self.a_times_s) / statistics.median(self.b_times_s)
 
 
-def timed(fn: Callable[[], list[int]]) -> tuple[float, list[int]]:
-    t0 = time.perf_counter()
-    tokens = fn()
-    return time.perf_counter() - t0, tokens
-
-
 def interleave(name: str, a: tuple[str, Callable], b: tuple[str, Callable], repeats: int, warmup: int) -> Comparison:
     """Run A and B alternately (A B A B ...) after ``warmup`` unmeasured pairs."""
     for _ in range(warmup):
         a[1](), b[1]()
     ta, tb, match = [], [], True
     for _ in range(repeats):
-        t, out_a = timed(a[1])
+        out_a, t = timed(a[1], "cpu")
         ta.append(t)
-        t, out_b = timed(b[1])
+        out_b, t = timed(b[1], "cpu")
         tb.append(t)
         match &= out_a == out_b
     return Comparison(name, a[0], b[0], ta, tb, match)
@@ -106,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     spec_res = speculative_generate(target, draft, prompt, N, T)
     env = {
-        "cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": "float32",
+        "cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(), "dtype": "float32",
         "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "fixture": asdict(spec),
         "prompt_len": args.prompt_len, "new_tokens": T, "n": N,
         "acceptance_rate": spec_res.stats.acceptance_rate, "tokens_per_step": spec_res.stats.tokens_per_step,
     }
-    print(f"# {env['cpu']}, {env['threads']} threads, fp32, torch {env['torch']}, "
+    print(f"# {env['cpu']} ({env['cpu_flags']}), {env['threads']} threads, fp32, torch {env['torch']}, "
           f"transformers {env['transformers']}")
     print(f"# fixture 12x768 target / first-2-layer draft, eps {args.eps}: alpha {env['acceptance_rate']:.2f}, "
           f"tau {env['tokens_per_step']:.2f}; {T} new tokens, prompt {args.prompt_len}, {args.repeats} repeats")
@@ -120,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c.name:38s} {c.a:>20s} {spread(c.a_times_s)} | {c.b:>20s} {spread(c.b_times_s)} "
               f"| {c.b} / {c.a} speed {c.ratio:.3f}x | outputs match: {c.outputs_match}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {"env": env, "comparisons": [dict(asdict(c), ratio=c.ratio) for c in comparisons]}
-        args.out.write_text(json.dumps(record, indent=2))
+        atomic_write_json(args.out, record)
     return 0 if all(c.outputs_match for c in comparisons) else 1
 
 

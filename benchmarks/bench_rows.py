@@ -18,12 +18,11 @@ says where a forward's time goes.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
-import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,7 +33,9 @@ from transformers import DynamicCache
 
 from specdec.auto.calibration import measure_costs
 from specdec.engine.cache import crop_to
-from specdec.hardware import cpu_name
+from specdec.engine.timing import timed
+from specdec.files import atomic_write_json
+from specdec.hardware import cpu_name, simd_summary
 from specdec.models import load_model
 
 
@@ -57,10 +58,9 @@ def time_rows(weight: torch.Tensor, rows: list[int], repeats: int, warmup: int) 
     for r in range(warmup + repeats):
         for m in rows:
             for name, fn in FORMS.items():
-                t0 = time.perf_counter()
-                fn(weight, xs[m])
+                _, elapsed = timed(partial(fn, weight, xs[m]), weight.device)
                 if r >= warmup:
-                    times[name][m].append(time.perf_counter() - t0)
+                    times[name][m].append(elapsed)
     return {k: {m: statistics.median(v) for m, v in per.items()} for k, per in times.items()}
 
 
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
     split = forward_breakdown(model, prompt, rows, repeats=max(1, args.repeats // 5))
 
-    env = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "dtype": args.dtype, "model": args.model,
+    env = {"cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(),
+           "dtype": args.dtype, "model": args.model,
            "python": platform.python_version(), "torch": torch.__version__,
            "transformers": transformers.__version__, "repeats": args.repeats}
     print(f"# {env['cpu']}, {env['threads']} threads, {args.dtype}, torch {env['torch']}, "
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "forward_step_s": costs.target_step_s, "verify_cost": {str(m - 1): v[m] for m in rows},
             "profiled_forward_s": {str(m): split[m] for m in rows},
         }
-        args.out.write_text(json.dumps(record, indent=2))
+        atomic_write_json(args.out, record)
     return 0
 
 
