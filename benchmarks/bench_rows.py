@@ -5,7 +5,7 @@ or a CPU whose BLAS picks a blocked kernel for a few rows, that costs about one 
 v(N) stays near 1. This script times, for each distinct linear shape of a model, ``F.linear``
 (what the model runs) and the same product written as ``(W @ xᵀ)ᵀ`` (a different BLAS path,
 same arithmetic) at 1..R rows, interleaved round by round, and the whole cached forward (v(N),
-``specdec.calibration.measure_costs``). The row-summed linear time shows how the BLAS's kernels
+``specdec.auto.calibration.measure_costs``). The row-summed linear time shows how the BLAS's kernels
 alone grow with rows. Each shape is timed alone, its weight warm in cache: these are
 kernel costs, not the memory traffic of a forward that streams every layer's weights. So the
 script also profiles the real cached forward (``torch.profiler``) at each row count and splits
