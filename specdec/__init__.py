@@ -14,6 +14,8 @@ _EXPORTS = {
     "Drafter": "engine.drafters",
     "ModelDrafter": "engine.drafters",
     "PromptLookupDrafter": "engine.drafters",
+    "FeatureHeadDrafter": "engine.drafters",
+    "load_feature_head": "models.feature_head",
     "SamplingParams": "engine.sampling",
 }
 __all__ = sorted(_EXPORTS)

@@ -61,6 +61,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", default="default", help="pair preset: default, smollm2, qwen-coder, llama-3.2")
     p.add_argument("--big_model", "--big-model", dest="big_model", help="target: preset, .gguf, directory or hub id")
     p.add_argument("--small_model", "--small-model", dest="small_model", help="draft: preset, .gguf, directory or hub id")
+    p.add_argument("--head", default=None, help="feature head for --method/--methods eagle: a directory "
+                   "(specdec distill head); default: the one bundled for the target, if any")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else float32 (CPU) "
@@ -107,15 +109,23 @@ def study_config(args):
     """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
     from .methods import STUDY_EXTRAS
     from .models.device import dtype_name, resolve_device
+    from .models.presets import default_head
     from .study.config import EXPERIMENTS, StudyConfig
 
     grid = {**FULL_GRID, **(QUICK_GRID if args.quick else {})}
     pick = lambda name: getattr(args, name) if getattr(args, name) is not None else grid[name]
-    methods = STUDY_EXTRAS if args.methods is None else _names(args.methods, "methods", STUDY_EXTRAS)
     target, draft = pair_specs(args)
+    head = args.head or default_head(target) or ""
+    if args.methods is None:
+        methods = tuple(m for m in STUDY_EXTRAS if m != "eagle" or head)
+    else:
+        methods = _names(args.methods, "methods", STUDY_EXTRAS)
+        if "eagle" in methods and not head:
+            raise UsageError(f"--methods eagle needs --head DIR: no feature head is bundled for {target!r}")
     device = resolve_device(args.device)
     cfg = StudyConfig(
-        target=target, draft=draft, device=str(device), dtype=dtype_name(args.dtype, device),
+        target=target, draft=draft, head=head if "eagle" in methods else "", device=str(device),
+        dtype=dtype_name(args.dtype, device),
         temperature=args.temperature, seed=args.seed, repeats=pick("repeats"), warmup=pick("warmup"),
         prompts_per_cell=pick("prompts_per_cell"),
         experiments=_names(args.experiments, "experiments", EXPERIMENTS),
@@ -163,7 +173,7 @@ def quiet_loading() -> None:
 
 def cmd_run(argv: list[str]) -> int:
     """Parse, check everything that needs no model, load the pair, run, plot, summarize."""
-    from .models import check_pair, load_model
+    from .models import check_pair, load_head, load_model
     from .study.plots import make_plots
     from .study.runner import run_study
     from .study.store import check_resume, check_unlocked, check_writable
@@ -185,7 +195,8 @@ def cmd_run(argv: list[str]) -> int:
     check_pair(target, draft)
     if target.tokenizer is None:
         raise ValueError(f"target {cfg.target!r} has no tokenizer; the study needs one to build prompts")
-    summary = run_study(cfg, target, draft, out, resume=args.resume, show_progress=not args.no_progress)
+    head = load_head(cfg.head, target) if cfg.head else None
+    summary = run_study(cfg, target, draft, out, resume=args.resume, show_progress=not args.no_progress, head=head)
     plots = make_plots(out)
     print(to_markdown(summary), end="")
     print(f"wrote {out}, {len(plots)} plots in {out.parent} ({time.perf_counter() - t0:.0f} s)")

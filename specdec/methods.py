@@ -2,8 +2,9 @@
 dispatch through :data:`METHODS`, so a new method is one entry here.
 
 Every entry takes a :class:`Request` and returns a :class:`~specdec.engine.stats.GenerationResult`.
-``draft`` says what the method drafts with: ``"model"`` (the pair's draft model), ``"random"`` (a
-randomly initialised model of the draft's shape, supplied by the study) or ``"none"``. ``study_n``
+``draft`` says what the method drafts with: ``"model"`` (the pair's draft model), ``"head"`` (a
+feature head reading the target's hidden states, :mod:`specdec.models.feature_head`), ``"random"``
+(a randomly initialised model of the draft's shape, supplied by the study) or ``"none"``. ``study_n``
 says which cells of the study's N experiment it gets: one per N of the grid, one at the fixed N,
 one ``auto`` or one ``default`` (HF's own settings).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
-from .engine.drafters import PromptLookupDrafter
+from .engine.drafters import FeatureHeadDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
@@ -46,7 +47,7 @@ class Method:
     name: str
     help: str
     run: Callable[[Request], GenerationResult]
-    draft: Literal["model", "random", "none"] = "model"
+    draft: Literal["model", "head", "random", "none"] = "model"
     study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
     streams: bool = True  # reports each step through ``on_step``
 
@@ -75,6 +76,11 @@ def _prompt_lookup(req: Request) -> GenerationResult:
                                 drafter=PromptLookupDrafter(), on_step=req.on_step, **req.common())
 
 
+def _eagle(req: Request) -> GenerationResult:
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=4 if req.n is None else req.n,
+                                drafter=FeatureHeadDrafter(req.draft), on_step=req.on_step, **req.common())
+
+
 def _hf_assisted(req: Request) -> GenerationResult:
     n = None if req.n in (None, "auto", "default") else int(req.n)
     return hf_assisted_generate(req.target, req.draft, req.input_ids, n, **req.common())
@@ -91,6 +97,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            study_n="auto"),
     Method("auto-random", "auto N with an unrelated random draft: it must fall back to plain decoding",
            _auto, draft="random", study_n="auto"),
+    Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",
+           _eagle, draft="head", study_n="grid"),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",

@@ -84,13 +84,17 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     import torch
 
     from .methods import METHODS, Request
-    from .models import check_pair, load_model
+    from .models import check_pair, load_head, load_model
     from .models.device import dtype_name, resolve_device
+    from .models.presets import default_head
 
     out = out or sys.stdout
     method = METHODS[args.method]
     if args.stream and not method.streams:
         raise ValueError(f"--stream needs a method that reports its steps, not {args.method}")
+    head = args.head or default_head(args.big_model)
+    if method.draft == "head" and head is None:
+        raise ValueError(f"--method {args.method} needs --head DIR: no feature head is bundled for {args.big_model!r}")
     device = resolve_device(args.device)
     dtype = dtype_name(args.dtype, device)
     target = load_model(args.big_model, device=str(device), dtype=dtype)
@@ -100,6 +104,8 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     if method.draft == "model":
         draft = load_model(args.small_model, device=str(device), dtype=dtype)
         check_pair(target, draft)
+    elif method.draft == "head":
+        draft = load_head(head, target)
     ids = torch.tensor([encode_prompt(target.tokenizer, args.prompt, args.raw)], device=device)
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,

@@ -30,3 +30,12 @@ def fresh_calibration_cache():
     default_calibration_cache.cache_clear()
     yield default_calibration_cache()
     default_calibration_cache.cache_clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models on a shared, busy CPU run far faster on one thread than with threads contending."""
+    from specdec.testing import one_thread
+
+    with one_thread():
+        yield

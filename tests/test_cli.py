@@ -5,13 +5,7 @@ import pytest
 from specdec import cli
 from specdec.study.plots import PLOT_FILES
 from specdec.study.store import COLUMNS
-from specdec.testing import one_thread, save_tiny_pair
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+from specdec.testing import save_tiny_pair
 
 
 @pytest.fixture(scope="module")

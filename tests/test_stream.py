@@ -5,13 +5,7 @@ import pytest
 from specdec import cli
 from specdec.engine.loop import speculative_generate
 from specdec.stream import StreamPrinter
-from specdec.testing import byte_tokenizer, one_thread, save_tiny_pair, tiny_pair
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+from specdec.testing import byte_tokenizer, save_tiny_pair, tiny_pair
 
 
 def test_marks_accepted_runs_and_waits_for_whole_characters():

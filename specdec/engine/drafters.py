@@ -32,6 +32,8 @@ class Drafter(ABC):
     """Something that proposes candidate tokens for the target to verify."""
 
     forwards: int = 0  # forward passes of a draft model, if any
+    model: torch.nn.Module | None = None  # what the cost model times as the draft (None: nothing to time)
+    wants_hidden_states: bool = False  # commit() then receives the target's hidden states
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
               generator: torch.Generator | None) -> None:
@@ -43,8 +45,21 @@ class Drafter(ABC):
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         """Up to ``n`` tokens that should follow ``committed`` (1, T); fewer (even 0) is allowed."""
 
-    def commit(self, committed_len: int) -> None:  # noqa: B027 - optional hook, stateless drafters keep it
-        """The target kept ``committed_len`` tokens; drop any state beyond them."""
+    def commit(self, committed_len: int, hidden_states: tuple[torch.Tensor, ...] | None = None,  # noqa: B027
+               first_position: int = 0) -> None:
+        """The target kept ``committed_len`` tokens; drop any state beyond them.
+
+        ``hidden_states`` (when ``wants_hidden_states``): the target's hidden states, per layer
+        (1, rows, H), of the forward that just ran (prefill or verify), whose first row is the
+        token at ``first_position``.
+        """
+
+    def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(token, q): the argmax when greedy, else a sample and the distribution q it came from."""
+        if self.params.greedy:
+            return logits.argmax(-1), None
+        q = probs_from_logits(logits, self.params)
+        return sample(q, self.generator), q
 
 
 class ModelDrafter(Drafter):
@@ -78,25 +93,67 @@ class ModelDrafter(Drafter):
         tokens, qs = [], []
         for _ in range(n):
             logits = self._forward(feed)
-            if self.params.greedy:
-                probs = logits.softmax(-1) if self.min_confidence > 0 else None
-                token = logits.argmax(-1)
-            else:
-                probs = probs_from_logits(logits, self.params)
-                token = sample(probs, self.generator)
-                qs.append(probs)
-            if self.min_confidence > 0 and float(probs.max()) < self.min_confidence:
-                self.early_stops += 1
-                if qs:
-                    qs.pop()
-                break
+            token, q = self.choose(logits)
+            if self.min_confidence > 0:
+                top = float((q if q is not None else logits.softmax(-1)).max())
+                if top < self.min_confidence:
+                    self.early_stops += 1
+                    break
             tokens.append(token)
+            if q is not None:
+                qs.append(q)
             feed = token.view(1, 1)
         draft_tokens = torch.stack(tokens) if tokens else committed.new_empty(0)
         return Draft(draft_tokens, torch.stack(qs) if qs else None)
 
-    def commit(self, committed_len: int) -> None:
+    def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
         crop_to(self.cache, committed_len - 1)
+
+
+class FeatureHeadDrafter(Drafter):
+    """Drafts with a :class:`~specdec.models.feature_head.FeatureHead` from the target's own features.
+
+    The head's cache holds one entry per position t < T whose feature the target computed (T: the
+    last committed position); drafting appends entries fed with the head's own predictions, and
+    ``commit`` crops them away (the one cache rule) before adding the verify pass's real features.
+    The target's hidden states come from the prefill and verify forwards: no extra target pass.
+    """
+
+    wants_hidden_states = True
+
+    def __init__(self, head: torch.nn.Module) -> None:
+        self.model = head
+
+    def start(self, prompt_ids, params, vocab_size, generator) -> None:
+        super().start(prompt_ids, params, vocab_size, generator)
+        self.cache = DynamicCache(config=self.model.config)
+        self.real = 0  # head cache entries fed with the target's features
+        self.pending = []  # fused features of positions real.. not yet fed, (1, rows, H) each
+
+    def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
+        crop_to(self.cache, self.real)
+        if hidden_states is not None:
+            have = self.real + sum(f.shape[1] for f in self.pending)
+            rows = committed_len - 1 - first_position  # rows of tokens now committed, the last one excepted
+            feats = self.model.features(hidden_states)[:, have - first_position: rows]
+            self.pending.append(feats)
+
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        last = committed.shape[1] - 1
+        feats = torch.cat(self.pending, dim=1)  # features of positions real .. last - 1
+        hidden = self.model.step(feats, committed[:, self.real + 1: last + 1], self.cache)[:, -1:]
+        self.forwards += 1
+        self.real, self.pending = last, []
+        tokens, qs = [], []
+        for i in range(n):
+            token, q = self.choose(self.model.logits(hidden)[0, -1, : self.vocab_size])
+            tokens.append(token)
+            if q is not None:
+                qs.append(q)
+            if i + 1 < n:  # the head's output stands in for the feature the target has not computed
+                hidden = self.model.step(hidden, token.view(1, 1), self.cache)
+                self.forwards += 1
+        return Draft(torch.stack(tokens), torch.stack(qs) if qs else None)
 
 
 class PromptLookupDrafter(Drafter):

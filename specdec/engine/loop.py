@@ -136,7 +136,8 @@ def speculative_generate(
     output keeps the target's distribution.
 
     ``draft`` is a causal LM sharing the target's vocabulary, or None when ``drafter`` (e.g.
-    :class:`~specdec.engine.drafters.PromptLookupDrafter`) proposes tokens. ``num_draft_tokens`` is N,
+    :class:`~specdec.engine.drafters.PromptLookupDrafter`, or a
+    :class:`~specdec.engine.drafters.FeatureHeadDrafter` reading the target's hidden states) proposes. ``num_draft_tokens`` is N,
     or ``"auto"`` to choose N each step from measured costs and running acceptance
     (:mod:`specdec.auto.autotune`), or a callable ``policy(stats) -> N`` (0 = a plain target step),
     e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
@@ -148,8 +149,9 @@ def speculative_generate(
         if draft is None:
             raise ValueError("speculative_generate needs a draft model or a drafter")
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
-    vocab = shared_vocab_size(target, draft, tokenizer)
-    policy = _n_policy(num_draft_tokens, target, draft, input_ids)
+    vocab = shared_vocab_size(target, drafter.model, tokenizer)
+    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids)
+    features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
     eos = _eos_set(eos_token_id)
@@ -160,10 +162,11 @@ def speculative_generate(
 
     t0 = time.perf_counter()
     cache = DynamicCache(config=target.config)
-    logits = target(input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-    seq[0, prompt_len] = _choose(logits[0, -1, :vocab], params, gen)
-    drafter.start(input_ids, params, vocab, gen)
+    out = target(input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1, output_hidden_states=features)
+    seq[0, prompt_len] = _choose(out.logits[0, -1, :vocab], params, gen)
     pos, stats.target_forwards = prompt_len + 1, 1  # committed length; cache holds pos - 1
+    drafter.start(input_ids, params, vocab, gen)
+    drafter.commit(pos, out.hidden_states, 0)
     sync(device)
     t1 = time.perf_counter()
     done = bool(eos) and int(seq[0, prompt_len]) in eos
@@ -177,7 +180,8 @@ def speculative_generate(
         k = len(proposal)
         # 2. Verify: one target pass over [last committed, d1 .. dk].
         block = torch.cat([seq[:, pos - 1: pos], proposal.tokens.view(1, k)], dim=1)
-        logits = target(block, past_key_values=cache, use_cache=True).logits[0, :, :vocab]
+        out = target(block, past_key_values=cache, use_cache=True, output_hidden_states=features)
+        logits = out.logits[0, :, :vocab]
         # 3. Accept: the kept drafts plus the target's correction or bonus token.
         if k == 0:
             n_acc, next_token = 0, int(_choose(logits[0], params, gen))
@@ -192,10 +196,10 @@ def speculative_generate(
             if stop_at is not None:
                 new, done = new[: stop_at + 1], True
         seq[0, pos: pos + len(new)] = torch.tensor(new, dtype=seq.dtype)
-        pos += len(new)
+        pos, block_start = pos + len(new), pos - 1
         # 4. Crop both caches back to the committed length - 1 (the rule in specdec.engine.cache).
         crop_to(cache, pos - 1)
-        drafter.commit(pos)
+        drafter.commit(pos, out.hidden_states, block_start)
         # 5. Record.
         stats.target_forwards += 1
         stats.drafted += k

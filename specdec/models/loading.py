@@ -16,7 +16,8 @@ from ..engine.vocab import shared_vocab_size
 from .assets import ASSETS, fetch_asset
 from .converted import converted_dir, is_verified, write_converted
 from .device import DTYPES, resolve_device, resolve_dtype
-from .presets import DRAFT_PRESET, DRAFT_TOKENIZER_PRESET, draft_dir, resolve_pair
+from .feature_head import FeatureHead, load_feature_head
+from .presets import DRAFT_PRESET, DRAFT_TOKENIZER_PRESET, HEAD_PRESETS, draft_dir, resolve_pair, weights_dir
 from .subvocab import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -228,3 +229,13 @@ def check_pair(target: LoadedModel, draft: LoadedModel) -> int:
         return shared_vocab_size(target.model, draft.model, target.tokenizer, draft.tokenizer)
     except ValueError as exc:
         raise ValueError(f"target {target.name!r} and draft {draft.name!r}: {exc}") from None
+
+
+def load_head(spec: str, target: LoadedModel) -> LoadedModel:
+    """A feature head (bundled name or directory) attached to ``target``; ValueError (one line) when
+    it is missing or was made for another target."""
+    path = weights_dir(spec) if spec in HEAD_PRESETS.values() else Path(spec).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"cannot load feature head {spec!r}: no such directory")
+    head: FeatureHead = load_feature_head(path, target.model)
+    return LoadedModel(model=head, tokenizer=target.tokenizer, name=spec, source=str(path.resolve()))

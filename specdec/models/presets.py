@@ -14,9 +14,24 @@ PAIRS: dict[str, tuple[str, str]] = {
 }
 
 
+# Feature heads bundled for a target (specdec.models.feature_head), by the target's preset name.
+HEAD_PRESETS: dict[str, str] = {"smollm2-135m-instruct": "smollm2-head"}
+
+
+def weights_dir(name: str) -> Path:
+    """Directory of bundled weights ``name`` (a draft model or a feature head)."""
+    return Path(__file__).resolve().parent.parent / "weights" / name
+
+
+def default_head(target_spec: str) -> str | None:
+    """The bundled feature head for a target preset, if one is bundled (and trained)."""
+    name = HEAD_PRESETS.get(target_spec)
+    return name if name is not None and (weights_dir(name) / "head_config.json").is_file() else None
+
+
 def draft_dir() -> Path:
     """Directory of the bundled SmolLM2 draft weights."""
-    return Path(__file__).resolve().parent.parent / "weights" / DRAFT_PRESET
+    return weights_dir(DRAFT_PRESET)
 
 
 def resolve_pair(target_spec: str, draft_spec: str | None = None) -> tuple[str, str]:

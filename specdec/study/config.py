@@ -17,6 +17,7 @@ class StudyConfig:
 
     target: str
     draft: str
+    head: str = ""  # feature head for the "eagle" method (a bundled name or a directory)
     device: str = "cpu"
     dtype: str = "float32"
     temperature: float = 0.0
@@ -31,7 +32,7 @@ class StudyConfig:
     fixed_prompt_len: int = 128
     fixed_max_tokens: int = 64
     fixed_n: int = 4
-    methods: tuple[str, ...] = STUDY_EXTRAS
+    methods: tuple[str, ...] = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head")  # eagle needs a head
 
     def fingerprint(self) -> dict:
         """JSON-safe form used to refuse resuming a CSV written by another configuration."""
@@ -45,6 +46,8 @@ class StudyConfig:
         for name in self.methods:
             if name not in STUDY_EXTRAS:
                 raise ValueError(f"unknown method {name!r}; choose from {', '.join(STUDY_EXTRAS)}")
+        if "eagle" in self.methods and not self.head:
+            raise ValueError(f"method eagle needs a feature head for {self.target!r} (--head DIR); none is bundled for it")
         for label, grid in (("prompt lengths", self.prompt_lengths), ("max tokens", self.max_tokens), ("n", self.ns)):
             if not grid:
                 raise ValueError(f"the {label} grid is empty")

@@ -55,6 +55,7 @@ class Study:
     target: LoadedModel
     draft: LoadedModel
     on_row: Callable[[Row], None] | None = None  # called after each row is written (tests)
+    head: LoadedModel | None = None  # the feature head of the "eagle" method
     _random_draft: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
@@ -78,6 +79,10 @@ class Study:
         kind = METHODS[method].draft
         if kind == "random":
             return self.random_draft()
+        if kind == "head":
+            if self.head is None:
+                raise ValueError(f"method {method} needs a feature head; none was loaded")
+            return self.head.model
         return self.draft.model if kind == "model" else None
 
     def prompt_ids(self, length: int, count: int) -> list[tuple[str, torch.Tensor]]:
@@ -138,7 +143,9 @@ class Study:
             target_forwards=sb.target_forwards, draft_forwards=sb.draft_forwards,
             baseline_prefill_s=sa.prefill_s, baseline_decode_s=sa.decode_s,
             speculative_prefill_s=sb.prefill_s, speculative_decode_s=sb.decode_s,
-            outputs_match="", target_model=self.target.name, draft_model=self.draft.name, dtype=self.cfg.dtype,
+            outputs_match="", target_model=self.target.name,
+            draft_model=self.head.name if METHODS[cell.method].draft == "head" and self.head else self.draft.name,
+            dtype=self.cfg.dtype,
             device=str(self.device), seed=seed)
         if self.cfg.temperature == 0:
             kind, pos, margin = classify(self.target.model, ids[0].tolist(), a.result.tokens, b.result.tokens)
@@ -183,8 +190,10 @@ def planned_generations(cfg: StudyConfig, done: set) -> tuple[int, int]:
 
 
 def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_path: Path, resume: bool = False,
-              on_row: Callable[[Row], None] | None = None, show_progress: bool = True) -> dict:
-    """Run the configured study on loaded models; write CSV, provenance and summary; return the summary."""
+              on_row: Callable[[Row], None] | None = None, show_progress: bool = True,
+              head: LoadedModel | None = None) -> dict:
+    """Run the configured study on loaded models (``head``: the eagle method's feature head); write CSV,
+    provenance and summary; return the summary."""
     from tqdm import tqdm
 
     cfg.validate()
@@ -197,8 +206,9 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
         done = check_resume(cfg, csv_path) if resume else set()
         meta_file = meta_path(csv_path)
         old_meta = json.loads(meta_file.read_text()) if resume and meta_file.exists() else {}
-        meta = {**provenance(cfg), "target_source": target.source, "draft_source": draft.source}
-        study = Study(cfg, target, draft, on_row)
+        meta = {**provenance(cfg), "target_source": target.source, "draft_source": draft.source,
+                "head_source": head.source if head is not None else None}
+        study = Study(cfg, target, draft, on_row, head)
         sink = CsvSink(csv_path, resume)
         try:
             meta["costs"] = old_meta.get("costs") or study.measure_costs()

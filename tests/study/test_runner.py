@@ -10,17 +10,12 @@ from specdec.auto.calibration import CalibrationCache
 from specdec.study.config import StudyConfig, cells
 from specdec.study.runner import Study, run_study
 from specdec.study.store import COLUMNS, StudyLock, check_resume
-from specdec.testing import one_thread, tiny_pair
+from specdec.testing import tiny_pair
 
 CFG = StudyConfig(target="tiny-target", draft="tiny-draft", prompt_lengths=(96,), max_tokens=(6,),
                   ns=(2,), repeats=2, warmup=0, prompts_per_cell=1, fixed_prompt_len=96,
                   fixed_max_tokens=6, fixed_n=2, methods=("prompt-lookup", "hf-assisted"))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +135,22 @@ def test_a_second_study_on_the_same_output_is_refused_while_the_first_runs(tmp_p
     assert len(_rows(out)) == len(cells(CFG)) * CFG.repeats
     with StudyLock(out):  # released once the first study finished
         pass
+
+
+def test_eagle_cells_draft_with_the_feature_head(tmp_path, models):
+    from specdec.models import LoadedModel
+    from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
+
+    target = models[0]
+    head = LoadedModel(FeatureHead(FeatureHeadConfig.for_target(target.model, "tiny"), target.model).eval(),
+                       target.tokenizer, "tiny-head", "memory")
+    cfg = StudyConfig(**{**CFG.__dict__, "experiments": ("n",), "ns": (1, 3), "methods": ("eagle",),
+                         "head": "tiny-head", "repeats": 1})
+    assert [(c.method, c.n_draft) for c in cells(cfg)] == [("speculative", 1), ("speculative", 3),
+                                                          ("eagle", 1), ("eagle", 3)]
+    run_study(cfg, *models, tmp_path / "r.csv", show_progress=False, head=head)
+    eagle = [r for r in _rows(tmp_path / "r.csv") if r["method"] == "eagle"]
+    assert len(eagle) == 2 and all(r["draft_model"] == "tiny-head" and r["match_class"] == "identical" for r in eagle)
+    assert all(int(r["draft_forwards"]) > 0 for r in eagle)
+    with pytest.raises(ValueError, match="needs a feature head"):
+        StudyConfig(**{**cfg.__dict__, "head": ""}).validate()

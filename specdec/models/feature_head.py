@@ -1,0 +1,183 @@
+"""A draft head that reads the target's own hidden states (EAGLE, Li et al. 2024).
+
+One Llama decoder layer over ``fc(concat(embed(x_{t+1}), g_t))``, where ``g_t`` is the target's
+feature at position t (EAGLE-1: its last hidden state; with several ``feature_layers``, a learned
+fusion of low, middle and high layers as in EAGLE-3) and ``embed`` is the target's own embedding.
+The layer's output predicts the target's next feature; the target's LM head (or a reduced head of
+the head's own over ``draft_vocab``, EAGLE-3 / FR-Spec) reads it out. While drafting, the head's
+output stands in for the feature the target has not computed yet.
+
+A head belongs to one target: its config records the target's hidden size, layer count,
+vocabulary and a signature of its embedding, and :func:`load_feature_head` refuses any other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import LlamaConfig, LlamaModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+CONFIG_FILE, WEIGHTS_FILE = "head_config.json", "head.safetensors"
+SIGNATURE_ROWS = 8
+
+
+def embedding_signature(target: Any) -> list[float]:
+    """L2 norms of the target's first embedding rows (in float64, so the dtype barely moves them)."""
+    rows = target.get_input_embeddings().weight[:SIGNATURE_ROWS].detach().double()
+    return [round(float(x), 4) for x in rows.norm(dim=-1)]
+
+
+@dataclass
+class FeatureHeadConfig:
+    """The head's shape and the target it was made for (saved as ``head_config.json``)."""
+
+    target_name: str
+    target_hidden_size: int
+    target_num_layers: int
+    target_vocab_size: int
+    feature_layers: list[int]  # indices into the target's hidden_states (0: embeddings, L: last, normed)
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    rms_norm_eps: float = 1e-5
+    rope_parameters: dict = field(default_factory=lambda: {"rope_type": "default", "rope_theta": 10000.0})
+    max_position_embeddings: int = 2048
+    draft_vocab: list[int] | None = None  # target ids the head scores; None: all, through the target's LM head
+    embedding_signature: list[float] = field(default_factory=list)
+
+    @classmethod
+    def for_target(cls, target: Any, name: str, feature_layers: list[int] | None = None,
+                   draft_vocab: list[int] | None = None) -> FeatureHeadConfig:
+        """A head shaped like one layer of ``target`` (EAGLE-1 reads the last hidden state by default)."""
+        c = target.config
+        layers = list(feature_layers) if feature_layers else [c.num_hidden_layers]
+        rope = getattr(c, "rope_parameters", None) or {"rope_type": "default", "rope_theta": 10000.0}
+        return cls(target_name=name, target_hidden_size=c.hidden_size, target_num_layers=c.num_hidden_layers,
+                   target_vocab_size=c.vocab_size, feature_layers=layers,
+                   num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
+                   intermediate_size=c.intermediate_size, rms_norm_eps=c.rms_norm_eps, rope_parameters=dict(rope),
+                   max_position_embeddings=c.max_position_embeddings,
+                   draft_vocab=sorted(set(draft_vocab)) if draft_vocab is not None else None,
+                   embedding_signature=embedding_signature(target))
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        """The one-layer Llama config of the head's body (``vocab_size``: what its logits span)."""
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=self.target_hidden_size,
+                           intermediate_size=self.intermediate_size, num_hidden_layers=1,
+                           num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
+                           rms_norm_eps=self.rms_norm_eps, rope_parameters=dict(self.rope_parameters),
+                           max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=False)
+
+    def mismatch(self, target: Any) -> str | None:
+        """Why this head cannot serve ``target`` (None when it can)."""
+        c = target.config
+        checks = (("hidden size", self.target_hidden_size, c.hidden_size),
+                  ("layer count", self.target_num_layers, c.num_hidden_layers),
+                  ("vocabulary", self.target_vocab_size, c.vocab_size))
+        for what, mine, theirs in checks:
+            if mine != theirs:
+                return f"it was trained for a target with {what} {mine}, this target has {theirs}"
+        if any(not 0 <= i <= c.num_hidden_layers for i in self.feature_layers):
+            return f"it reads hidden states {self.feature_layers}, this target has 0..{c.num_hidden_layers}"
+        mine, theirs = self.embedding_signature, embedding_signature(target)
+        if mine and any(abs(a - b) > 1e-2 * max(abs(a), 1e-3) for a, b in zip(mine, theirs)):
+            return f"it was trained for {self.target_name!r}, whose embeddings differ from this target's"
+        return None
+
+
+class FeatureHead(nn.Module):
+    """The head itself; the target's embedding (and, without ``draft_vocab``, its LM head) is borrowed.
+
+    It also answers a causal LM's call (``head(input_ids, past_key_values=..., logits_to_keep=1)``,
+    with zero features), so the cost model can time it like any draft.
+    """
+
+    def __init__(self, cfg: FeatureHeadConfig, target: Any) -> None:
+        super().__init__()
+        self.head_config = cfg
+        hidden, k = cfg.target_hidden_size, len(cfg.feature_layers)
+        self.config = cfg.llama_config(cfg.target_vocab_size)  # what caches and the cost model read
+        self.config._name_or_path = f"feature-head:{cfg.target_name}:{'-'.join(map(str, cfg.feature_layers))}"
+        self.fuse = nn.Linear(k * hidden, hidden, bias=False) if k > 1 else None
+        self.fc = nn.Linear(2 * hidden, hidden, bias=False)
+        self.body = LlamaModel(cfg.llama_config(vocab_size=1))  # fed inputs_embeds only
+        self.target_embed = [target.get_input_embeddings()]  # a list: borrowed, not a submodule (not saved)
+        self.target_lm_head = [target.get_output_embeddings()]
+        if cfg.draft_vocab is not None:
+            self.lm_head = nn.Linear(hidden, len(cfg.draft_vocab), bias=False)
+            with torch.no_grad():
+                self.lm_head.weight.copy_(target.get_output_embeddings().weight[torch.tensor(cfg.draft_vocab)])
+            self.register_buffer("vocab_ids", torch.tensor(cfg.draft_vocab, dtype=torch.long), persistent=False)
+        else:
+            self.lm_head = None
+        self.to(dtype=target.dtype, device=target.device)
+
+    @property
+    def name_or_path(self) -> str:
+        return self.config._name_or_path
+
+    def features(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """g: the target's hidden states at ``feature_layers``, fused to (B, T, H)."""
+        picked = [hidden_states[i] for i in self.head_config.feature_layers]
+        return picked[0] if self.fuse is None else self.fuse(torch.cat(picked, dim=-1))
+
+    def step(self, features: torch.Tensor, next_tokens: torch.Tensor, cache: Any = None) -> torch.Tensor:
+        """Predicted next features (B, T, H) from features g_t (B, T, H) and tokens x_{t+1} (B, T)."""
+        embeds = self.target_embed[0](next_tokens).to(features.dtype)
+        x = self.fc(torch.cat([embeds, features], dim=-1))
+        return self.body(inputs_embeds=x, past_key_values=cache, use_cache=cache is not None).last_hidden_state
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores over the head's own columns (``draft_vocab``, or the full vocabulary)."""
+        return self.lm_head(hidden) if self.lm_head is not None else self.target_lm_head[0](hidden)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary logits: the head's scores, -inf at ids outside ``draft_vocab`` (q = 0)."""
+        small = self.head_logits(hidden)
+        if self.lm_head is None:
+            return small
+        full = small.new_full((*small.shape[:-1], self.head_config.target_vocab_size), float("-inf"))
+        return full.index_copy_(-1, self.vocab_ids, small)
+
+    def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = True,
+                logits_to_keep: int = 0, **_: Any) -> CausalLMOutputWithPast:
+        """A causal LM's call with zero features: the same work as a drafting step, for timing."""
+        feats = torch.zeros(*input_ids.shape, self.head_config.target_hidden_size,
+                            dtype=self.fc.weight.dtype, device=input_ids.device)
+        hidden = self.step(feats, input_ids, past_key_values if use_cache else None)
+        return CausalLMOutputWithPast(logits=self.logits(hidden[:, -logits_to_keep:]), past_key_values=past_key_values)
+
+    def save(self, directory: str | Path) -> None:
+        """``head_config.json`` and ``head.safetensors`` (the head's own weights only)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.head_config), indent=1) + "\n")
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+
+
+def is_head_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a saved feature head."""
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def load_feature_head(path: str | Path, target: Any) -> FeatureHead:
+    """The head saved in ``path``, attached to ``target``; ValueError (one line) if it was made for another."""
+    path = Path(path)
+    if not is_head_dir(path):
+        raise ValueError(f"{path} is not a feature-head directory (no {CONFIG_FILE})")
+    cfg = FeatureHeadConfig(**json.loads((path / CONFIG_FILE).read_text()))
+    why = cfg.mismatch(target)
+    if why is not None:
+        raise ValueError(f"refusing feature head {path}: {why}")
+    head = FeatureHead(cfg, target)
+    state = load_file(str(path / WEIGHTS_FILE))
+    head.load_state_dict({k: v.to(head.fc.weight.dtype) for k, v in state.items()})
+    return head.eval()

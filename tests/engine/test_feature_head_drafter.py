@@ -1,0 +1,104 @@
+"""Speculative decoding with a feature head: lossless in fp32 and in distribution, cache rolled back."""
+
+import pytest
+import torch
+
+from specdec import autoregressive_generate, speculative_generate
+from specdec.engine.drafters import FeatureHeadDrafter
+from specdec.engine.sampling import SamplingParams
+from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
+from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
+
+NEW = 40
+
+
+def _head(target, seed=0, **kw):
+    torch.manual_seed(seed)
+    return FeatureHead(FeatureHeadConfig.for_target(target, "tiny", **kw), target).eval()
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.parametrize("layers", [None, [2, 4, 6]])
+def test_greedy_output_equals_plain_decoding(pair, prompt, n, layers):
+    target, _ = pair
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW,
+                               drafter=FeatureHeadDrafter(_head(target, feature_layers=layers)))
+    assert res.tokens == ref
+    assert res.stats.drafted > 0 and res.stats.target_forwards == len(res.stats.drafted_per_step) + 1
+
+
+def test_reduced_head_never_proposes_ids_it_does_not_score(pair, prompt):
+    target, _ = pair
+    head = _head(target, draft_vocab=list(range(0, 256, 2)))
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    proposed = []
+    drafter = FeatureHeadDrafter(head)
+    original = drafter.propose
+
+    def spy(committed, n):
+        draft = original(committed, n)
+        proposed.extend(draft.tokens.tolist())
+        return draft
+
+    drafter.propose = spy
+    res = speculative_generate(target, None, prompt, num_draft_tokens=3, max_new_tokens=NEW, drafter=drafter)
+    assert res.tokens == ref
+    assert proposed and all(t % 2 == 0 for t in proposed)
+
+
+def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt):
+    """Step the loop by hand; after a partly rejected draft the head must state what a fresh head would."""
+    target, _ = pair
+    head = _head(target)
+    params = SamplingParams()
+
+    def fresh_drafter(committed):
+        d = FeatureHeadDrafter(head)
+        d.start(committed[:, :-1], params, 256, None)
+        hs = target(committed[:, :-1], output_hidden_states=True).hidden_states
+        d.commit(committed.shape[1], hs, 0)
+        return d
+
+    with torch.inference_mode():
+        committed = torch.cat([prompt, target(prompt).logits[:, -1:].argmax(-1)], 1)
+        live = fresh_drafter(committed)
+        draft = live.propose(committed, 4)
+        rejections = 0
+        for _ in range(6):
+            block = torch.cat([committed[:, -1:], draft.tokens.view(1, -1)], 1)
+            start = committed.shape[1] - 1
+            out = target(torch.cat([committed[:, :-1], block], 1), output_hidden_states=True)
+            argmax = out.logits[0, start:].argmax(-1)
+            n_acc = int((draft.tokens == argmax[:-1]).long().cumprod(0).sum())
+            rejections += n_acc < len(draft)
+            committed = torch.cat([committed, draft.tokens[:n_acc].view(1, -1), argmax[n_acc].view(1, 1)], 1)
+            live.commit(committed.shape[1], tuple(h[:, start:] for h in out.hidden_states), start)
+            assert live.cache.get_seq_length() == start  # the drafted entries are gone
+            fresh = fresh_drafter(committed)
+            draft, reference = live.propose(committed, 4), fresh.propose(committed, 4)
+            assert draft.tokens.tolist() == reference.tokens.tolist()
+            assert live.cache.get_seq_length() == fresh.cache.get_seq_length()
+            for la, lb in zip(live.cache.layers, fresh.cache.layers):
+                torch.testing.assert_close(la.keys, lb.keys, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(la.values, lb.values, rtol=1e-4, atol=1e-5)
+        assert rejections > 0  # a random head: rejections happened, so rollback was exercised
+
+
+def test_sampled_output_keeps_the_target_distribution_through_the_head():
+    spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
+                       eps=0.3, head_scale=3.0, seed=5)
+    target, _ = fixture_pair(spec)
+    head = _head(target, seed=1, draft_vocab=list(range(12)))  # q = 0 on four ids
+    prompt = torch.tensor([[1, 2, 3, 4]])
+    expected = second_token_marginal(target, prompt)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(16)
+    accepted = drafted = 0
+    for _ in range(1500):
+        res = speculative_generate(target, None, prompt, num_draft_tokens=3, max_new_tokens=3,
+                                   temperature=1.0, generator=g, drafter=FeatureHeadDrafter(head))
+        counts[res.tokens[1]] += 1
+        accepted, drafted = accepted + res.stats.accepted, drafted + res.stats.drafted
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
+    assert 0 < accepted < drafted

@@ -1,0 +1,83 @@
+"""The feature head: shape, save/load round trip, and refusal of a head made for another target."""
+
+import json
+
+import pytest
+import torch
+
+from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
+from specdec.testing import FixtureSpec, fixture_pair, random_model
+
+
+@pytest.fixture(scope="module")
+def target():
+    return fixture_pair(FixtureSpec(eps=0.2))[0]
+
+
+def _head(target, **kw):
+    torch.manual_seed(0)
+    return FeatureHead(FeatureHeadConfig.for_target(target, "tiny", **kw), target).eval()
+
+
+def test_step_predicts_one_feature_per_position_and_logits_span_the_vocabulary(target):
+    head = _head(target)
+    ids = torch.randint(0, 256, (1, 7))
+    hs = target(ids, output_hidden_states=True).hidden_states
+    with torch.no_grad():
+        out = head.step(head.features(hs)[:, :-1], ids[:, 1:])
+    assert out.shape == (1, 6, 64)
+    assert head.logits(out).shape == (1, 6, 256)
+
+
+def test_reduced_vocabulary_scores_only_its_ids(target):
+    head = _head(target, draft_vocab=list(range(0, 256, 4)))
+    with torch.no_grad():
+        logits = head.logits(torch.randn(1, 3, 64))
+    assert torch.isfinite(logits[..., ::4]).all() and torch.isinf(logits[..., 1::4]).all()
+
+
+def test_multi_layer_fusion_reads_each_named_layer(target):
+    head = _head(target, feature_layers=[2, 3, 6])
+    ids = torch.randint(0, 256, (1, 5))
+    hs = list(target(ids, output_hidden_states=True).hidden_states)
+    with torch.no_grad():
+        base = head.features(tuple(hs))
+        hs[3] = hs[3] + 1.0
+        assert not torch.allclose(head.features(tuple(hs)), base)
+        hs[4] = hs[4] + 1.0  # not a feature layer
+        moved = head.features(tuple(hs))
+        hs[4] = hs[4] - 1.0
+        assert torch.allclose(head.features(tuple(hs)), moved)
+
+
+def test_save_load_round_trip(target, tmp_path):
+    head = _head(target, feature_layers=[2, 6], draft_vocab=list(range(128)))
+    head.save(tmp_path / "head")
+    loaded = load_feature_head(tmp_path / "head", target)
+    feats, toks = torch.randn(1, 4, 64), torch.randint(0, 256, (1, 4))
+    with torch.no_grad():
+        assert torch.equal(loaded.logits(loaded.step(feats, toks)), head.logits(head.step(feats, toks)))
+    saved = head.state_dict()
+    assert {k.split(".")[0] for k in saved} == {"fuse", "fc", "body", "lm_head"}  # the target's weights stay out
+    assert saved["body.embed_tokens.weight"].shape == (1, 64)  # the body is fed embeddings, never ids
+
+
+@pytest.mark.parametrize("other, reason", [
+    (FixtureSpec(hidden_size=32), "hidden size 64"),
+    (FixtureSpec(vocab_size=300), "vocabulary 256"),
+    (FixtureSpec(num_layers=4), "layer count 6"),
+    (FixtureSpec(seed=9), "embeddings differ"),
+])
+def test_a_head_for_another_target_is_refused_in_one_line(target, tmp_path, other, reason):
+    _head(target).save(tmp_path / "head")
+    with pytest.raises(ValueError, match=reason) as info:
+        load_feature_head(tmp_path / "head", random_model(other))
+    assert "\n" not in str(info.value)
+
+
+def test_layer_ids_beyond_the_target_are_refused(target, tmp_path):
+    _head(target, feature_layers=[2, 6]).save(tmp_path / "head")
+    path = tmp_path / "head" / "head_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "feature_layers": [2, 9]}))
+    with pytest.raises(ValueError, match="reads hidden states"):
+        load_feature_head(tmp_path / "head", target)
