@@ -1,1 +1,169 @@
-from .legacy import main  # noqa: F401  (temporary, replaced by the split package)
+"""``specdec distill`` / ``python -m specdec.distill``: ``gen-data``, ``train`` and ``eval``; ``main(argv) -> int``.
+
+Bad input gives one line on stderr and exit status 2 (argparse's own usage errors included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+from transformers.utils import logging as transformers_logging
+
+from .draft import DraftConfig
+from .evaluate import EvalConfig, run_eval
+from .sources import Sources
+from .teacher import GenConfig, gen_data
+from .train import TrainConfig, train
+
+EXIT_USAGE = 2
+
+
+def add_target(p: argparse.ArgumentParser, default: str) -> None:
+    """``--target``, as every stage spells it."""
+    p.add_argument("--target", default=default, help="target: preset, .gguf path, local directory or hub id")
+
+
+def add_gen_args(g: argparse.ArgumentParser) -> None:
+    """Flags of ``gen-data`` (:class:`GenConfig` and its :class:`Sources`)."""
+    d = GenConfig()
+    add_target(g, d.target)
+    g.add_argument("--out-dir", default=d.out_dir, help="shard directory")
+    g.add_argument("--shakespeare-dir", default=d.sources.shakespeare_dir,
+                   help="Shakespeare .txt files (the study's three plays are skipped)")
+    g.add_argument("--docs-dir", default=d.sources.docs_dir, help="Python documentation .txt sources")
+    g.add_argument("--code-dir", default=d.sources.code_dir, help="Python source files (*.py)")
+    g.add_argument("--explain-frac", type=float, default=d.sources.explain_frac,
+                   help="share of Shakespeare prompts using the study's instruction")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch (and shard)")
+    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
+    g.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens, help="prompts are truncated here")
+    g.add_argument("--sample-frac", type=float, default=d.sample_frac, help="share of batches sampled, not greedy")
+    g.add_argument("--temperature", type=float, default=d.temperature, help="for the sampled batches")
+    g.add_argument("--topk", type=int, default=d.topk, help="teacher logits kept per position")
+    g.add_argument("--heldout-frac", type=float, default=d.heldout_frac,
+                   help="held-out share of prompt keys (teacher-forced prompts skip them)")
+    g.add_argument("--minutes", type=float, default=d.minutes, help="generation budget (0: none)")
+    g.add_argument("--first-batch", type=int, default=d.first_batch, help="continue the prompt pool at this batch")
+    g.add_argument("--forced-minutes", type=float, default=d.forced_minutes, help="teacher-forced budget (0: none)")
+    g.add_argument("--forced-from", type=int, default=d.forced_from, help="first prompt index for teacher forcing")
+    g.add_argument("--forced-batch", type=int, default=d.forced_batch, help="prompts per teacher-forced forward")
+    g.add_argument("--forced-shard", type=int, default=d.forced_shard, help="prompts per teacher-forced shard")
+    g.add_argument("--seed", type=int, default=d.seed, help="prompt pool and sampling seed")
+    g.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+
+
+def add_train_args(t: argparse.ArgumentParser) -> None:
+    """Flags of ``train`` (:class:`TrainConfig`; ``--draft-*`` fill its :class:`DraftConfig`)."""
+    d = TrainConfig()
+    add_target(t, d.target)
+    t.add_argument("--data-dir", default=d.data_dir, help="shard directory (*.safetensors)")
+    t.add_argument("--out-dir", default=d.out_dir, help="where the best checkpoint and the log go")
+    for name, value in vars(d.draft).items():
+        t.add_argument("--draft-" + name.replace("_", "-"), type=int, default=value, help="draft shape (fresh draft)")
+    t.add_argument("--init-embeddings", choices=("pca", "random"), default=d.init_embeddings,
+                   help="fresh draft: PCA of the target's embeddings, or random")
+    t.add_argument("--init-from", default=d.init_from, help="continue from this saved draft (directory or preset)")
+    t.add_argument("--head-vocab", type=int, default=d.head_vocab,
+                   help="K > 0: output head over the K ids the teacher ranks first most often")
+    t.add_argument("--gen-repeat", type=int, default=d.gen_repeat, help="list records with answers this often per epoch")
+    t.add_argument("--minutes", type=float, default=d.minutes, help="time budget")
+    t.add_argument("--max-steps", type=int, default=d.max_steps, help="> 0: stop after this many steps")
+    t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    t.add_argument("--min-lr-frac", type=float, default=d.min_lr_frac, help="cosine floor as a share of --lr")
+    t.add_argument("--warmup", type=int, default=d.warmup, help="linear warmup steps")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    t.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="padded tokens per batch")
+    t.add_argument("--ce-weight", type=float, default=d.ce_weight, help="weight of CE on the target's argmax")
+    t.add_argument("--heldout-frac", type=float, default=d.heldout_frac, help="held-out share of prompt keys")
+    t.add_argument("--eval-every-s", type=float, default=d.eval_every_s, help="seconds between held-out evaluations")
+    t.add_argument("--max-heldout", type=int, default=d.max_heldout, help="held-out records evaluated while training")
+    t.add_argument("--seed", type=int, default=d.seed, help="init and batch-order seed")
+    t.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+
+
+def add_eval_args(e: argparse.ArgumentParser) -> None:
+    """Flags of ``eval`` (:class:`EvalConfig`)."""
+    d = EvalConfig(draft_dir=TrainConfig.out_dir, data_dir=TrainConfig.data_dir)
+    e.add_argument("--draft-dir", default=d.draft_dir, help="saved draft (directory or preset)")
+    e.add_argument("--data-dir", default=d.data_dir, help="shard directory ('' to skip held-out records)")
+    e.add_argument("--heldout-frac", type=float, default=d.heldout_frac, help="held-out share of prompt keys")
+    add_target(e, d.target)
+    e.add_argument("--study-prompts", type=int, default=d.study_prompts,
+                   help="also measure agreement on the target's greedy answers to this many study prompts")
+    e.add_argument("--study-len", type=int, default=d.study_len, help="study prompt length in tokens")
+    e.add_argument("--study-new-tokens", type=int, default=d.study_new_tokens, help="target answer length")
+    e.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with ``gen-data``, ``train`` and ``eval`` subcommands."""
+    ap = argparse.ArgumentParser(prog="specdec distill",
+                                 description="Distil a small draft model from a target LM.")
+    sub = ap.add_subparsers(dest="stage", required=True)
+    add_gen_args(sub.add_parser(
+        "gen-data", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="target answers and top-k logits, as safetensors shards",
+        description="Have the target answer chat prompts and save its top-k logits "
+                    "(gen_*.safetensors; forced_*.safetensors with --forced-minutes)."))
+    add_train_args(sub.add_parser(
+        "train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="train the draft on the shards",
+        description="Train a draft on teacher shards; log held-out agreement to OUT_DIR/training_log.csv "
+                    "and keep the best checkpoint in OUT_DIR."))
+    add_eval_args(sub.add_parser(
+        "eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="agreement of a saved draft with the target",
+        description="Greedy agreement of a saved draft on held-out target answers and, optionally, "
+                    "on the target's answers to the speed study's prompts."))
+    return ap
+
+
+def gen_config(args: dict) -> GenConfig:
+    """GenConfig from parsed ``gen-data`` flags."""
+    src = Sources(**{k: args.pop(k) for k in ("shakespeare_dir", "docs_dir", "code_dir", "explain_frac")})
+    return GenConfig(sources=src, **args)
+
+
+def train_config(args: dict) -> TrainConfig:
+    """TrainConfig from parsed ``train`` flags."""
+    dc = DraftConfig(**{k.removeprefix("draft_"): args.pop(k) for k in list(args) if k.startswith("draft_")})
+    return TrainConfig(draft=dc, **args)
+
+
+def report_eval(cfg: EvalConfig) -> None:
+    """Print the agreements ``eval`` measured, one line each."""
+    res = run_eval(cfg)
+    if "heldout" in res:
+        print(f"held-out agreement {res['heldout']:.4f} ({res['heldout_positions']:.0f} target positions)")
+    if "study" in res:
+        print(f"study-prompt agreement {res['study']:.4f} ({cfg.study_prompts} prompts of {cfg.study_len} tokens, "
+              f"{res['study_positions']:.0f} target positions)")
+
+
+def run(stage: str, args: dict) -> int:
+    """Run one stage (each validates its config first), logging through the progress bars."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    transformers_logging.disable_progress_bar()  # per-load/save bars would break up ours
+    with logging_redirect_tqdm():
+        if stage == "gen-data":
+            gen_data(gen_config(args))
+        elif stage == "train":
+            train(train_config(args))
+        else:
+            report_eval(EvalConfig(**args))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 and one line on stderr for bad input)."""
+    args = vars(build_parser().parse_args(argv))
+    stage = args.pop("stage")
+    try:
+        return run(stage, args)
+    except (ValueError, OSError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"specdec distill {stage}: error: {text}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,7 @@
+"""``python -m specdec.distill <stage> ...``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""How often the draft's greedy token equals the target's: on held-out teacher records, and on the
+target's own greedy answers to the speed study's prompts (plays never trained on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from specdec.engine.loop import autoregressive_generate
+from specdec.models import load_model
+from specdec.study.prompts import study_prompts
+
+from .records import Record, collate, load_records, split_records
+from .teacher import DEFAULT_TARGET
+
+
+@torch.no_grad()
+def agreement(model: Any, recs: list[Record], pad_id: int, batch_size: int = 16) -> float:
+    """Fraction of answer positions (all supervised positions for forced records) where the
+    model's argmax equals the target's argmax, teacher-forced on the target's tokens."""
+    hit = tot = 0
+    model.eval()
+    for i in range(0, len(recs), batch_size):
+        b = collate(recs[i:i + batch_size], pad_id, gen_only=True)
+        pred = model(input_ids=b["ids"], attention_mask=b["att"]).logits.argmax(-1)
+        hit += (pred[b["mask"]] == b["tids"][b["mask"]][:, 0]).sum().item()
+        tot += b["mask"].sum().item()
+    return hit / max(tot, 1)
+
+
+def pad_id_of(model: Any) -> int:
+    """A pad id for right padding (its value never reaches a real position's logits)."""
+    cfg = model.config
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
+    if isinstance(pad, list):
+        pad = pad[0] if pad else None
+    return int(pad) if pad is not None else 0
+
+
+def evaluate(draft: Any, data_dir: str, heldout_frac: float) -> tuple[float, int]:
+    """(agreement, positions) of ``draft`` on the held-out greedy answers in ``data_dir``."""
+    _, held = split_records(load_records(data_dir), heldout_frac)
+    if not held:
+        raise ValueError(f"no held-out greedy answers in {data_dir} at --heldout-frac {heldout_frac}")
+    return agreement(draft, held, pad_id_of(draft)), sum(r.answer_tokens for r in held)
+
+
+@torch.no_grad()
+def study_agreement(target: Any, draft: Any, tokenizer: Any, prompt_len: int = 128, count: int = 12,
+                    new_tokens: int = 64) -> tuple[float, int]:
+    """(agreement, positions) of the draft on the target's greedy answers to the speed study's own
+    prompts: the held-out figure that matters for the study's acceptance rate."""
+    hit = tot = 0
+    for p in study_prompts(tokenizer, prompt_len, count):
+        ids = torch.tensor([p.ids])
+        gen = autoregressive_generate(target, ids, max_new_tokens=new_tokens,
+                                      eos_token_id=tokenizer.eos_token_id).tokens
+        full = torch.cat([ids, torch.tensor([gen], dtype=ids.dtype)], 1)
+        # logits at position prompt_len - 1 + j predict answer token j
+        pred = draft(full).logits[0, prompt_len - 1: prompt_len - 1 + len(gen)].argmax(-1)
+        hit += int((pred == torch.tensor(gen)).sum())
+        tot += len(gen)
+    return hit / max(tot, 1), tot
+
+
+@dataclass
+class EvalConfig:
+    """Options for ``eval``."""
+
+    draft_dir: str
+    data_dir: str = ""  # empty: skip the held-out records
+    heldout_frac: float = 0.05
+    target: str = DEFAULT_TARGET  # answers the study prompts
+    study_prompts: int = 0
+    study_len: int = 128
+    study_new_tokens: int = 64
+    threads: int = 2
+
+    def validate(self) -> None:
+        """ValueError naming the first unusable option."""
+        if not 0.0 < self.heldout_frac <= 1.0:
+            raise ValueError(f"--heldout-frac must be in (0, 1], got {self.heldout_frac}")
+        if self.study_prompts < 0 or self.study_len < 1 or self.study_new_tokens < 1 or self.threads < 1:
+            raise ValueError("--study-prompts must be >= 0; --study-len, --study-new-tokens and --threads >= 1")
+        if self.study_prompts and not self.target:
+            raise ValueError("--study-prompts needs --target")
+        if not (self.data_dir or self.study_prompts):
+            raise ValueError("nothing to evaluate: give --data-dir and/or --study-prompts")
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, float]:
+    """The requested agreements of a saved draft: ``heldout`` and/or ``study``, each with its positions."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    draft = load_model(cfg.draft_dir, device="cpu", dtype="float32").model
+    out: dict[str, float] = {}
+    if cfg.data_dir:
+        out["heldout"], out["heldout_positions"] = evaluate(draft, cfg.data_dir, cfg.heldout_frac)
+    if cfg.study_prompts:
+        target = load_model(cfg.target, device="cpu", dtype="float32")
+        if target.tokenizer is None:
+            raise ValueError(f"target {cfg.target!r} has no tokenizer; the study prompts need one")
+        out["study"], out["study_positions"] = study_agreement(target.model, draft, target.tokenizer, cfg.study_len,
+                                                               cfg.study_prompts, cfg.study_new_tokens)
+    return out

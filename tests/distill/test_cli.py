@@ -1,0 +1,56 @@
+import runpy
+import sys
+
+import pytest
+
+from specdec import cli as project_cli
+from specdec.distill import cli
+
+
+def test_help_lists_the_three_stages(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(s in out for s in ("gen-data", "train", "eval")) and "cost" not in out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["cost"])
+    assert exc.value.code == 2  # the old cost stage is gone
+
+
+def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["specdec.distill", "train", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("specdec.distill", run_name="__main__")
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--max-steps" in out and "--min-lr-frac" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gen-data"], "no prompt source"),
+    (["gen-data", "--shakespeare-dir", "/nonexistent/texts"], "no such directory"),
+    (["train", "--data-dir", "{tmp}"], "no *.safetensors record shards"),
+    (["train", "--heldout-frac", "0"], "--heldout-frac"),
+    (["eval", "--data-dir", ""], "nothing to evaluate"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"specdec distill {argv[0]}: error:") and message in err and "\n" not in err
+    assert project_cli.main(["distill", *argv]) == 2  # the same through `specdec distill`
+
+
+def test_stages_end_to_end(tmp_path, saved_target, shakespeare_dir, capsys):
+    data, draft = str(tmp_path / "data"), str(tmp_path / "draft")
+    assert cli.main(["gen-data", "--target", str(saved_target), "--shakespeare-dir", str(shakespeare_dir),
+                     "--out-dir", data, "--batch-size", "8", "--max-new-tokens", "4", "--max-prompt-tokens", "48",
+                     "--topk", "3", "--heldout-frac", "0.3", "--threads", "1"]) == 0
+    assert cli.main(["train", "--target", str(saved_target), "--data-dir", data, "--out-dir", draft,
+                     "--draft-layers", "1", "--draft-hidden", "16", "--draft-intermediate", "32", "--draft-heads", "2",
+                     "--draft-kv-heads", "1", "--max-steps", "2", "--warmup", "1", "--heldout-frac", "0.3",
+                     "--threads", "1"]) == 0
+    assert (tmp_path / "draft" / "config.json").is_file() and (tmp_path / "draft" / "training_log.csv").is_file()
+    capsys.readouterr()
+    assert cli.main(["eval", "--draft-dir", draft, "--data-dir", data, "--heldout-frac", "0.3", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("held-out agreement ") and "target positions" in out
