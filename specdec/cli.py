@@ -77,7 +77,11 @@ def run_parser(prog: str = "specdec run") -> Parser:
     p = Parser(prog=prog, description="Run the speed study and write CSV, provenance, summary and plots.")
     add_model_args(p)
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="results CSV; plots and JSON go beside it")
-    p.add_argument("--experiments", default="prompt_length,max_tokens,n")
+    p.add_argument("--experiments", default=None,
+                   help="default: prompt_length,max_tokens,n (max_tokens,n for --prompt-set everyday)")
+    p.add_argument("--prompt-set", dest="prompt_set", default="study", choices=["study", "everyday"],
+                   help="study: Shakespeare passages cut to exact lengths; everyday: requests outside that "
+                        "domain (how-to, code, arithmetic, email, summary, translation), natural lengths")
     p.add_argument("--methods", default=None, help="extras for the N experiment (default: all): "
                    "auto,auto-random,prompt-lookup,hf-assisted,hf-default")
     p.add_argument("--prompt-lengths", dest="prompt_lengths")
@@ -128,7 +132,9 @@ def study_config(args):
         dtype=dtype_name(args.dtype, device),
         temperature=args.temperature, seed=args.seed, repeats=pick("repeats"), warmup=pick("warmup"),
         prompts_per_cell=pick("prompts_per_cell"),
-        experiments=_names(args.experiments, "experiments", EXPERIMENTS),
+        prompt_set=args.prompt_set,
+        experiments=_names(args.experiments or ("prompt_length,max_tokens,n" if args.prompt_set == "study"
+                                                else "max_tokens,n"), "experiments", EXPERIMENTS),
         prompt_lengths=parse_int_grid(pick("prompt_lengths"), "prompt-lengths"),
         max_tokens=parse_int_grid(pick("max_tokens"), "max-tokens"),
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),

@@ -67,15 +67,6 @@ def summary_line(stats: Any, wall_s: float) -> str:
     return ", ".join(parts)
 
 
-def encode_prompt(tokenizer: Any, text: str, raw: bool) -> list[int]:
-    """Prompt ids: one chat-templated user turn when the tokenizer has a template, else raw text."""
-    if not raw and getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": text}]
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
-    return list(tokenizer(text)["input_ids"])
-
-
 def generate_main(args: Any, out: TextIO | None = None) -> int:
     """The ``specdec generate`` command after parsing: load, generate (streaming if asked), summarize."""
     import sys
@@ -87,6 +78,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     from .models import check_pair, load_head, load_model
     from .models.device import dtype_name, resolve_device
     from .models.presets import default_head
+    from .study.prompts import chat_prompt_ids
 
     out = out or sys.stdout
     method = METHODS[args.method]
@@ -106,7 +98,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         check_pair(target, draft)
     elif method.draft == "head":
         draft = load_head(head, target)
-    ids = torch.tensor([encode_prompt(target.tokenizer, args.prompt, args.raw)], device=device)
+    ids = torch.tensor([chat_prompt_ids(target.tokenizer, args.prompt, args.raw)], device=device)
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..methods import METHODS, STUDY_EXTRAS
+from .prompts import NATURAL_LENGTH, PROMPT_SETS
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
 
@@ -22,6 +23,7 @@ class StudyConfig:
     dtype: str = "float32"
     temperature: float = 0.0
     seed: int = 0
+    prompt_set: str = "study"  # or "everyday" (out of the study's domain; natural-length prompts)
     repeats: int = 3
     warmup: int = 1
     prompts_per_cell: int = 2
@@ -46,6 +48,11 @@ class StudyConfig:
         for name in self.methods:
             if name not in STUDY_EXTRAS:
                 raise ValueError(f"unknown method {name!r}; choose from {', '.join(STUDY_EXTRAS)}")
+        if self.prompt_set not in PROMPT_SETS:
+            raise ValueError(f"unknown prompt set {self.prompt_set!r}; choose from {', '.join(PROMPT_SETS)}")
+        if self.prompt_set != "study" and "prompt_length" in self.experiments:
+            raise ValueError(f"the {self.prompt_set} prompts keep their natural length: the prompt_length "
+                             "experiment applies to the study set only (use --experiments max_tokens,n)")
         if "eagle" in self.methods and not self.head:
             raise ValueError(f"method eagle needs a feature head for {self.target!r} (--head DIR); none is bundled for it")
         for label, grid in (("prompt lengths", self.prompt_lengths), ("max tokens", self.max_tokens), ("n", self.ns)):
@@ -81,13 +88,15 @@ class Cell:
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
-    """Every cell of the configured experiments, in run order (N cells per :data:`~specdec.methods.METHODS`)."""
+    """Every cell of the configured experiments, in run order (N cells per :data:`~specdec.methods.METHODS`);
+    cells of a natural-length prompt set have prompt length ``NATURAL_LENGTH`` (0)."""
     out: list[Cell] = []
     numeric_ns = [n for n in cfg.ns if n != "auto"]
+    fixed_len = cfg.fixed_prompt_len if cfg.prompt_set == "study" else NATURAL_LENGTH
     if "prompt_length" in cfg.experiments:
         out += [Cell("prompt_length", "speculative", L, cfg.fixed_max_tokens, cfg.fixed_n) for L in cfg.prompt_lengths]
     if "max_tokens" in cfg.experiments:
-        out += [Cell("max_tokens", "speculative", cfg.fixed_prompt_len, m, cfg.fixed_n) for m in cfg.max_tokens]
+        out += [Cell("max_tokens", "speculative", fixed_len, m, cfg.fixed_n) for m in cfg.max_tokens]
     if "n" in cfg.experiments:
         methods = ["speculative", *(m for m in STUDY_EXTRAS if m in cfg.methods)]
         if "auto" in cfg.ns and "auto" not in methods:
@@ -95,5 +104,5 @@ def cells(cfg: StudyConfig) -> list[Cell]:
         for method in methods:
             kind = METHODS[method].study_n
             ns = {"grid": numeric_ns, "fixed": [cfg.fixed_n], "auto": ["auto"], "default": ["default"]}[kind]
-            out += [Cell("n", method, cfg.fixed_prompt_len, cfg.fixed_max_tokens, n) for n in ns]
+            out += [Cell("n", method, fixed_len, cfg.fixed_max_tokens, n) for n in ns]
     return out

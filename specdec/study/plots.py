@@ -32,6 +32,13 @@ def _errbar(ax, s: pd.DataFrame, label: str, offset: float = 0.0, **kw) -> None:
     ax.errorbar(x, s.med, yerr=err, marker="o", capsize=3, label=label, **kw)
 
 
+def prompt_label(row: pd.Series) -> str:
+    """``prompt 128 tokens``, or ``natural-length everyday prompts`` for a set that keeps its lengths."""
+    if int(row.prompt_len) > 0:
+        return f"prompt {int(row.prompt_len)} tokens"
+    return f"natural-length {row.get('prompt_set', '')} prompts".replace("  ", " ")
+
+
 def _title(df: pd.DataFrame, what: str) -> str:
     row = df.iloc[0]
     return f"{what}\ntarget {row['target_model']}, draft {row['draft_model']} ({row['dtype']}, {row['device']})"
@@ -98,7 +105,7 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("draft tokens per step N")
     ax.set_ylabel("generation time (s), median and IQR")
     row = sel.iloc[0]
-    ax.set_title(_title(sel, f"Effect of N (prompt {int(row.prompt_len)} tokens, {int(row.max_new_tokens)} new)"))
+    ax.set_title(_title(sel, f"Effect of N ({prompt_label(row)}, {int(row.max_new_tokens)} new)"))
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over a line
     _save(fig, path)

@@ -1,9 +1,14 @@
-"""Bundled real text (public-domain Shakespeare) turned into prompts of exactly L tokens.
+"""The study's prompt sets: real text turned into prompts the target answers.
 
-For a tokenizer with a chat template the prompt is one user turn, "Explain the following
-passage in plain modern English.\\n\\n{passage}", rendered with ``add_generation_prompt=True``;
-the template's text before and after the passage is tokenized once and the passage's tokens
-are cut so that the total is exactly L. Without a chat template, raw text is cut to L tokens.
+``study`` (the default): public-domain Shakespeare passages, each cut to exactly L tokens. For a
+tokenizer with a chat template the prompt is one user turn, "Explain the following passage in
+plain modern English.\\n\\n{passage}", rendered with ``add_generation_prompt=True``; the
+template's text before and after the passage is tokenized once and the passage's tokens are cut
+so that the total is exactly L. Without a chat template, raw text is cut to L tokens.
+
+``everyday``: requests outside that domain written for this project (how-to, code, arithmetic,
+emails, summaries of a given paragraph, translation, explanations), one user turn each at its
+natural length (L does not apply).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 INSTRUCTION = "Explain the following passage in plain modern English.\n\n{passage}"
+PROMPT_SETS = ("study", "everyday")
+NATURAL_LENGTH = 0  # the prompt length of a set whose prompts keep their own length
 _SENTINEL = "\u2063PASSAGE\u2063"  # a marker no template contains; split on it
 
 
@@ -88,3 +95,36 @@ def study_prompts(tokenizer: Any, length: int, count: int) -> list[Prompt]:
     if not 1 <= count <= len(passages):
         raise ValueError(f"prompts per cell must be in 1..{len(passages)}, got {count}")
     return [build_prompt(tokenizer, p, length, passages[i + 1: i + 3]) for i, p in enumerate(passages[:count])]
+
+
+def chat_prompt_ids(tokenizer: Any, text: str, raw: bool = False) -> list[int]:
+    """Prompt ids: one chat-templated user turn when the tokenizer has a template (and not ``raw``),
+    else the text as it is."""
+    if not raw and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": text}]
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"])
+    return list(tokenizer(text)["input_ids"])
+
+
+def load_requests(path: Path | None = None) -> list[dict]:
+    """The bundled everyday requests (``id``, ``kind``, ``text``), kinds interleaved."""
+    lines = (path or data_dir() / "everyday.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def everyday_prompts(tokenizer: Any, count: int) -> list[Prompt]:
+    """``count`` distinct everyday requests as chat prompts of their natural length."""
+    requests = load_requests()
+    if not 1 <= count <= len(requests):
+        raise ValueError(f"prompts per cell must be in 1..{len(requests)}, got {count}")
+    return [Prompt(r["id"], chat_prompt_ids(tokenizer, r["text"])) for r in requests[:count]]
+
+
+def prompts_for(tokenizer: Any, prompt_set: str, length: int, count: int) -> list[Prompt]:
+    """``count`` prompts of one set (``length`` applies to ``study`` only)."""
+    if prompt_set == "study":
+        return study_prompts(tokenizer, length, count)
+    if prompt_set == "everyday":
+        return everyday_prompts(tokenizer, count)
+    raise ValueError(f"unknown prompt set {prompt_set!r}; choose from {', '.join(PROMPT_SETS)}")

@@ -30,7 +30,7 @@ from ..methods import METHODS, Request
 from ..models import LoadedModel
 from .config import Cell, StudyConfig, cells
 from .divergence import classify
-from .prompts import study_prompts
+from .prompts import prompts_for
 from .provenance import now, provenance
 from .store import CsvSink, Row, StudyLock, check_resume, check_writable, meta_path, read_rows, row_key
 from .summary import summarize, write_summary
@@ -87,7 +87,7 @@ class Study:
 
     def prompt_ids(self, length: int, count: int) -> list[tuple[str, torch.Tensor]]:
         return [(p.id, torch.tensor([p.ids], device=self.device))
-                for p in study_prompts(self.target.tokenizer, length, count)]
+                for p in prompts_for(self.target.tokenizer, self.cfg.prompt_set, length, count)]
 
     def calibrate_auto(self) -> dict[str, dict]:
         """Per auto method, the costs auto N decides with (c, v(N)) and the seconds spent measuring them.
@@ -146,7 +146,7 @@ class Study:
             outputs_match="", target_model=self.target.name,
             draft_model=self.head.name if METHODS[cell.method].draft == "head" and self.head else self.draft.name,
             dtype=self.cfg.dtype,
-            device=str(self.device), seed=seed)
+            device=str(self.device), seed=seed, prompt_set=self.cfg.prompt_set, prompt_tokens=int(ids.shape[1]))
         if self.cfg.temperature == 0:
             kind, pos, margin = classify(self.target.model, ids[0].tolist(), a.result.tokens, b.result.tokens)
             row.outputs_match, row.match_class = a.result.tokens == b.result.tokens, kind

@@ -57,6 +57,8 @@ class Row:
     match_class: str = ""
     first_diff_position: int | str = ""  # first new token where the outputs differ
     baseline_top2_margin: float | str = ""  # the target's top-1 minus top-2 logit there
+    prompt_set: str = "study"  # specdec.study.prompts.PROMPT_SETS
+    prompt_tokens: int = 0  # the prompt's real length (prompt_len is 0 for natural-length sets)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))

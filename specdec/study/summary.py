@@ -63,6 +63,7 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
     if df.empty:
         return out
     out["target_model"], out["draft_model"] = str(df.target_model.iloc[0]), str(df.draft_model.iloc[0])
+    out["prompt_set"] = ",".join(sorted(df.prompt_set.astype(str).unique())) if "prompt_set" in df else "study"
     ours = df[(df.experiment == "n") & (df.method == "speculative")]
     if not ours.empty:
         med = ours.groupby("n_draft").speedup.median()
@@ -74,16 +75,28 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
         out["hf_assisted_at_best_n"] = hf
     for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
         out[name] = _method(df, name)
-    hf_all = df[(df.experiment == "n") & (df.method == "hf-assisted")]
-    if not hf_all.empty:
-        best_hf = str(hf_all.groupby("n_draft").speedup.median().idxmax())
-        out["hf_assisted_best"] = _method(df, "hf-assisted", best_hf)
+    for method, key in (("hf-assisted", "hf_assisted_best"), ("eagle", "eagle_best")):
+        part = df[(df.experiment == "n") & (df.method == method)]
+        if not part.empty:
+            out[key] = _method(df, method, str(part.groupby("n_draft").speedup.median().idxmax()))
+    out["per_n"] = per_n(df)
     greedy = df[df.temperature == 0]
     if not greedy.empty:
         matched = greedy.outputs_match.astype(str).str.lower() == "true"
         out["greedy_match_rate"] = float(matched.mean())
         out["greedy_rows"] = int(len(greedy))
         out["greedy_classes"] = match_classes(greedy)
+    return out
+
+
+def per_n(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
+    """Median speedup, per-token α and τ of every fixed-N method at each N: {method: {N: {...}}}."""
+    sel = df[(df.experiment == "n") & df.n_value.notna()]
+    out: dict[str, dict[str, dict]] = {}
+    for (method, n), part in sel.groupby(["method", "n_draft"]):
+        out.setdefault(str(method), {})[str(n)] = {
+            "speedup": spread(part.speedup)["median"], "alpha_geometric": spread(part.alpha_geometric)["median"],
+            "tokens_per_step": spread(part.tokens_per_step)["median"], "pairs": int(len(part))}
     return out
 
 
@@ -114,14 +127,23 @@ def _fmt(entry: dict | None, label: str) -> str:
 def to_markdown(summary: dict) -> str:
     """The summary as a short Markdown list (also printed at the end of a run)."""
     lines = [f"Study summary: target {summary.get('target_model')}, draft {summary.get('draft_model')}, "
-             f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs",
+             f"{summary.get('dtype')} on {summary.get('device')}, {summary.get('rows')} measured pairs, "
+             f"prompts: {summary.get('prompt_set', 'study')}",
              _fmt(summary.get("best_n"), "best N, ours"),
+             _fmt(summary.get("eagle_best"), "EAGLE feature head, its best N"),
              _fmt(summary.get("auto"), "auto N, ours"),
              _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),
              _fmt(summary.get("hf_assisted_at_best_n"), "HF assisted at our best N"),
              _fmt(summary.get("hf_assisted_best"), "HF assisted, its best N"),
              _fmt(summary.get("hf-default"), "HF assisted, HF defaults")]
+    table = summary.get("per_n") or {}
+    if table:
+        ns = sorted({int(n) for per in table.values() for n in per})
+        lines.append("- speedup / per-token alpha / tau by N: " + "; ".join(
+            f"{method} " + ", ".join(f"N={n} {v['speedup']:.2f}x/{v['alpha_geometric']:.2f}/{v['tokens_per_step']:.2f}"
+                                     for n in ns if (v := per.get(str(n))))
+            for method, per in table.items()))
     costs = summary.get("costs") or {}
     if "c" in costs:
         v = ", ".join(f"v({k})={x:.2f}" for k, x in costs.get("verify_cost", {}).items())
