@@ -1,4 +1,5 @@
-"""``specdec distill`` / ``python -m specdec.distill``: ``gen-data``, ``train`` and ``eval``; ``main(argv) -> int``.
+"""``specdec distill`` / ``python -m specdec.distill``: ``gen-data``, ``train``, ``eval`` (an independent
+draft model) and ``head`` (a feature head over the target's hidden states); ``main(argv) -> int``.
 
 Bad input gives one line on stderr and exit status 2 (argparse's own usage errors included).
 """
@@ -14,6 +15,8 @@ from transformers.utils import logging as transformers_logging
 
 from .draft import DraftConfig
 from .evaluate import EvalConfig, run_eval
+from .head_data import HeadDataConfig, build_head_data
+from .head_train import HeadTrainConfig, train_head
 from .sources import Sources
 from .teacher import GenConfig, gen_data
 from .train import TrainConfig, train
@@ -98,6 +101,61 @@ def add_eval_args(e: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
 
 
+def add_head_args(h: argparse.ArgumentParser) -> None:
+    """Flags of ``head`` (:class:`HeadDataConfig` then :class:`HeadTrainConfig`)."""
+    d, t = HeadDataConfig(), HeadTrainConfig()
+    add_target(h, d.target)
+    h.add_argument("--data-dir", default=d.data_dir, help="token-sequence shards (written, or extended, here)")
+    h.add_argument("--out-dir", default=t.out_dir, help="the best head, training_log.csv and checkpoint/ go here")
+    h.add_argument("--shakespeare-dir", default="", help="Shakespeare .txt files (the study's three plays are skipped)")
+    h.add_argument("--docs-dir", default="", help="Python documentation .txt sources")
+    h.add_argument("--code-dir", default="", help="Python source files (*.py)")
+    h.add_argument("--answer-minutes", type=float, default=d.answer_minutes, help="the target answers pool prompts")
+    h.add_argument("--self-minutes", type=float, default=d.self_minutes,
+                   help="the target writes questions itself and answers them")
+    h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
+    h.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
+    h.add_argument("--feature-layers", default="",
+                   help="hidden states the head reads, e.g. 2,15,27 (EAGLE-3 fusion); default: the last (EAGLE-1)")
+    h.add_argument("--head-vocab", type=int, default=t.head_vocab,
+                   help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's)")
+    h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget")
+    h.add_argument("--max-steps", type=int, default=t.max_steps, help="> 0: stop after this many steps")
+    h.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
+    h.add_argument("--warmup", type=int, default=t.warmup, help="linear warmup steps")
+    h.add_argument("--batch-tokens", type=int, default=t.batch_tokens, help="padded tokens per batch")
+    h.add_argument("--ttt-steps", type=int, default=t.ttt_steps, help="training-time test: unrolled steps")
+    h.add_argument("--noise", type=float, default=t.noise, help="uniform feature noise, times the features' RMS")
+    h.add_argument("--text-frac", type=float, default=t.text_frac, help="share of prompt-only sequences per batch")
+    h.add_argument("--eval-every-s", type=float, default=t.eval_every_s, help="seconds between held-out evaluations")
+    h.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="the target's dtype while generating and teaching (the head trains in float32)")
+    h.add_argument("--device", default="cpu", help="cpu or cuda")
+    h.add_argument("--seed", type=int, default=t.seed, help="data and training seed")
+    h.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+
+
+def run_head(args: dict) -> None:
+    """Build (or extend) the data when a source is given, then train the head (resuming a checkpoint)."""
+    import torch
+
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    src = Sources(shakespeare_dir=args["shakespeare_dir"], docs_dir=args["docs_dir"], code_dir=args["code_dir"])
+    if src.shakespeare_dir or src.docs_dir or src.code_dir:
+        build_head_data(HeadDataConfig(
+            target=args["target"], data_dir=args["data_dir"], sources=src, answer_minutes=args["answer_minutes"],
+            self_minutes=args["self_minutes"], batch_size=args["batch_size"], max_new_tokens=args["max_new_tokens"],
+            dtype=args["dtype"], device=args["device"], seed=args["seed"]))
+    layers = tuple(int(x) for x in args["feature_layers"].split(",") if x.strip())
+    train_head(HeadTrainConfig(
+        target=args["target"], data_dir=args["data_dir"], out_dir=args["out_dir"], feature_layers=layers,
+        head_vocab=args["head_vocab"], minutes=args["train_minutes"], max_steps=args["max_steps"], lr=args["lr"],
+        warmup=args["warmup"], batch_tokens=args["batch_tokens"], ttt_steps=args["ttt_steps"], noise=args["noise"],
+        text_frac=args["text_frac"], eval_every_s=args["eval_every_s"], target_dtype=args["dtype"],
+        device=args["device"], seed=args["seed"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with ``gen-data``, ``train`` and ``eval`` subcommands."""
     ap = argparse.ArgumentParser(prog="specdec distill",
@@ -118,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="agreement of a saved draft with the target",
         description="Greedy agreement of a saved draft on held-out target answers and, optionally, "
                     "on the target's answers to the speed study's prompts."))
+    add_head_args(sub.add_parser(
+        "head", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="a feature head (EAGLE) for the target: data, then training",
+        description="Build token sequences (prompts over the given text, the target's answers, questions the "
+                    "target writes and answers itself), then train a feature head online against the target's "
+                    "hidden states; resumable, logs held-out agreement to OUT_DIR/training_log.csv."))
     return ap
 
 
@@ -152,6 +216,8 @@ def run(stage: str, args: dict) -> int:
             gen_data(gen_config(args))
         elif stage == "train":
             train(train_config(args))
+        elif stage == "head":
+            run_head(args)
         else:
             report_eval(EvalConfig(**args))
     return 0

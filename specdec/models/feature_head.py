@@ -99,7 +99,7 @@ class FeatureHead(nn.Module):
     with zero features), so the cost model can time it like any draft.
     """
 
-    def __init__(self, cfg: FeatureHeadConfig, target: Any) -> None:
+    def __init__(self, cfg: FeatureHeadConfig, target: Any, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.head_config = cfg
         hidden, k = cfg.target_hidden_size, len(cfg.feature_layers)
@@ -117,7 +117,7 @@ class FeatureHead(nn.Module):
             self.register_buffer("vocab_ids", torch.tensor(cfg.draft_vocab, dtype=torch.long), persistent=False)
         else:
             self.lm_head = None
-        self.to(dtype=target.dtype, device=target.device)
+        self.to(dtype=dtype or target.dtype, device=target.device)  # training keeps fp32 beside a bf16 target
 
     @property
     def name_or_path(self) -> str:
@@ -128,15 +128,21 @@ class FeatureHead(nn.Module):
         picked = [hidden_states[i] for i in self.head_config.feature_layers]
         return picked[0] if self.fuse is None else self.fuse(torch.cat(picked, dim=-1))
 
-    def step(self, features: torch.Tensor, next_tokens: torch.Tensor, cache: Any = None) -> torch.Tensor:
-        """Predicted next features (B, T, H) from features g_t (B, T, H) and tokens x_{t+1} (B, T)."""
+    def step(self, features: torch.Tensor, next_tokens: torch.Tensor, cache: Any = None,
+             position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted next features (B, T, H) from features g_t (B, T, H) and tokens x_{t+1} (B, T);
+        positions follow the cache unless ``position_ids`` are given (training's unrolled steps)."""
         embeds = self.target_embed[0](next_tokens).to(features.dtype)
         x = self.fc(torch.cat([embeds, features], dim=-1))
-        return self.body(inputs_embeds=x, past_key_values=cache, use_cache=cache is not None).last_hidden_state
+        return self.body(inputs_embeds=x, past_key_values=cache, use_cache=cache is not None,
+                         position_ids=position_ids).last_hidden_state
 
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the head's own columns (``draft_vocab``, or the full vocabulary)."""
-        return self.lm_head(hidden) if self.lm_head is not None else self.target_lm_head[0](hidden)
+        if self.lm_head is not None:
+            return self.lm_head(hidden)
+        weight = self.target_lm_head[0].weight
+        return torch.nn.functional.linear(hidden, weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary logits: the head's scores, -inf at ids outside ``draft_vocab`` (q = 0)."""

@@ -1,0 +1,325 @@
+"""Train a feature head (:mod:`specdec.models.feature_head`) against its target, online.
+
+Each batch of token sequences (:mod:`.head_data`) goes through the target once, without gradients:
+its hidden states are the head's input features and its next-token distribution (top-k) the
+teacher. Losses, after EAGLE and EAGLE-3:
+
+* soft cross-entropy (KL on the target's top-k, plus CE on its argmax: the loss of
+  :func:`specdec.distill.train.distill_loss`) for the token after next;
+* for an EAGLE-1 head (the last hidden state only), SmoothL1 between the predicted and the real
+  next feature, weighted ``reg_weight``;
+* training-time test: the head is unrolled ``ttt_steps`` times on its own outputs, step i weighted
+  ``ttt_decay``^i. Here every position of step i reads the head's own step-(i−1) features, a
+  simplification of EAGLE-3's per-position mask (at inference the context of a drafted token
+  holds real features);
+* uniform noise of ``noise`` × the features' RMS on the real features.
+
+Held-out: whole prompts by key (:func:`specdec.distill.sources.is_heldout`); the agreement of the
+head's first and second draft with the target's greedy choice on held-out answers is logged to
+``training_log.csv`` over time, the best head is kept in ``out_dir`` and a checkpoint (head,
+optimizer state as safetensors, progress as JSON) in ``out_dir/checkpoint`` so a run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..models import load_model
+from ..models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
+from .head_data import Sequence, load_sequences
+from .sources import is_heldout
+from .train import distill_loss, lr_schedule
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ("step", "elapsed_s", "positions", "train_loss", "heldout_agreement", "heldout_agreement_2", "lr")
+
+
+@dataclass
+class HeadTrainConfig:
+    """Options of the training stage of ``specdec distill head``."""
+
+    target: str = "smollm2-135m-instruct"
+    data_dir: str = "distill_work/head-data"
+    out_dir: str = "distill_work/head"
+    feature_layers: tuple[int, ...] = ()  # empty: the last hidden state (EAGLE-1)
+    head_vocab: int = 0  # > 0: the head's own output layer over the K ids the data uses most
+    minutes: float = 30.0
+    max_steps: int = 0
+    lr: float = 1e-3
+    warmup: int = 50
+    min_lr_frac: float = 0.05
+    weight_decay: float = 0.01
+    batch_tokens: int = 4096
+    max_len: int = 512
+    topk: int = 32
+    ce_weight: float = 0.5
+    reg_weight: float = 0.1
+    ttt_steps: int = 3
+    ttt_decay: float = 0.8
+    noise: float = 0.05
+    text_frac: float = 0.5  # share of a batch's sequences that are prompts without answers
+    heldout_frac: float = 0.05
+    max_heldout: int = 48
+    eval_every_s: float = 240.0
+    target_dtype: str = "auto"
+    device: str = "cpu"
+    seed: int = 0
+
+
+def pad_batch(seqs: list[Sequence], pad: int, max_len: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention mask, answer mask) right-padded to the longest sequence (cut to ``max_len``)."""
+    width = min(max(len(s.ids) for s in seqs), max_len)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    att = torch.zeros(len(seqs), width, dtype=torch.long)
+    answer = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for b, s in enumerate(seqs):
+        row = s.ids[:width]
+        ids[b, :len(row)] = torch.tensor(row)
+        att[b, :len(row)] = 1
+        if s.answer_start >= 0:
+            answer[b, s.answer_start:len(row)] = True
+    return ids.to(device), att.to(device), answer.to(device)
+
+
+def choose_head_vocab(seqs: list[Sequence], size: int, always: set[int]) -> list[int]:
+    """The ``size`` ids that occur most in the data (answers counted four times), plus ``always``."""
+    counts: Counter[int] = Counter()
+    for s in seqs:
+        counts.update(s.ids)
+        if s.answer_start >= 0:
+            counts.update(s.ids[s.answer_start:] * 3)
+    ranked = [t for t, _ in counts.most_common() if t not in always][: max(size - len(always), 0)]
+    return sorted(set(ranked) | always)
+
+
+def head_columns(head: FeatureHead, vocab_size: int, device: Any) -> torch.Tensor | None:
+    """Target id -> column of the head's own output layer (-1 where it does not score); None for a full head."""
+    ids = head.head_config.draft_vocab
+    if ids is None:
+        return None
+    cols = torch.full((vocab_size,), -1, dtype=torch.long, device=device)
+    cols[torch.tensor(ids, device=device)] = torch.arange(len(ids), device=device)
+    return cols
+
+
+@torch.no_grad()
+def teacher(target: Any, ids: torch.Tensor, att: torch.Tensor,
+            topk: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """The target's hidden states (float32) and its top-k next-token logits (values, ids) at every position."""
+    out = target(input_ids=ids, attention_mask=att, output_hidden_states=True)
+    vals, tids = out.logits.float().topk(topk, dim=-1)
+    return tuple(h.float() for h in out.hidden_states), vals, tids
+
+
+def unrolled_loss(head: FeatureHead, hidden: tuple[torch.Tensor, ...], vals: torch.Tensor, tids: torch.Tensor,
+                  ids: torch.Tensor, att: torch.Tensor, cfg: HeadTrainConfig,
+                  columns: torch.Tensor | None) -> torch.Tensor:
+    """Σ_i decay^i · loss of unrolled step i; step i's output at position t predicts token t + i + 2."""
+    feats = head.features(hidden)
+    feats = feats + cfg.noise * feats.pow(2).mean().sqrt() * (2 * torch.rand_like(feats) - 1)
+    width = ids.shape[1]
+    real = att.bool()
+    total, inputs = feats.new_zeros(()), feats
+    for i in range(min(cfg.ttt_steps, width - 1)):
+        n = width - 1 - i  # positions t = 0 .. n - 1 of this step
+        pos = torch.arange(i, i + n, device=ids.device).unsqueeze(0)
+        out = head.step(inputs[:, :n], ids[:, i + 1:], position_ids=pos)
+        # out[:, t] predicts token t + i + 2, whose target distribution sits in row t + i + 1
+        mask = real[:, i + 1:] & real[:, :n]
+        batch = {"mask": mask, "vals": vals[:, i + 1:], "tids": tids[:, i + 1:]}
+        loss = distill_loss(head.head_logits(out), batch, cfg.ce_weight, columns=columns)
+        if i == 0 and head.fuse is None and cfg.reg_weight > 0:  # EAGLE-1: regress the real next feature
+            loss = loss + cfg.reg_weight * F.smooth_l1_loss(out[mask], hidden[-1][:, 1:][mask])
+        total = total + cfg.ttt_decay ** i * loss
+        inputs = out
+    return total
+
+
+@torch.no_grad()
+def agreement(head: FeatureHead, target: Any, held: list[Sequence], pad: int, cfg: HeadTrainConfig) -> tuple[float, float]:
+    """(first, second): the share of held-out answer tokens where the head's first draft (from real
+    features) equals the target's greedy token, and the share of those where its second draft does too.
+
+    The second draft is scored in one batched pass, so its context holds the head's own features at
+    every position (at inference only the newest one is): a conservative estimate.
+    """
+    head.eval()
+    hit1 = n1 = hit2 = n2 = 0
+    for i in range(0, len(held), 8):
+        ids, att, answer = pad_batch(held[i:i + 8], pad, cfg.max_len, target.device)
+        width = ids.shape[1]
+        if width < 4:
+            continue
+        hidden, _, tids = teacher(target, ids, att, 1)
+        greedy = tids[..., 0]  # greedy[:, t]: the target's choice for token t + 1
+        out = head.step(head.features(hidden)[:, :-1], ids[:, 1:])
+        first = head.logits(out).argmax(-1)  # first[:, t] drafts token t + 2
+        right1 = first[:, :-1] == greedy[:, 1:-1]  # (B, width - 2), position t: token t + 2
+        m1 = answer[:, 2:]
+        hit1, n1 = hit1 + int(right1[m1].sum()), n1 + int(m1.sum())
+        pos = torch.arange(1, width - 1, device=ids.device).unsqueeze(0)
+        second = head.logits(head.step(out[:, :-1], first[:, :-1], position_ids=pos)).argmax(-1)  # token t + 3
+        m2 = answer[:, 3:] & right1[:, :-1]
+        hit2, n2 = hit2 + int((second[:, :-1] == greedy[:, 2:-1])[m2].sum()), n2 + int(m2.sum())
+    head.train()
+    return hit1 / max(n1, 1), hit2 / max(n2, 1)
+
+
+def batches(seqs: list[Sequence], cfg: HeadTrainConfig, rng: random.Random) -> list[list[Sequence]]:
+    """Length-bucketed batches of at most ``batch_tokens`` padded tokens, answers and text mixed per ``text_frac``."""
+    answers = [s for s in seqs if s.answer_start >= 0]
+    text = [s for s in seqs if s.answer_start < 0]
+    n_text = min(len(text), round(len(answers) * cfg.text_frac / max(1e-9, 1 - cfg.text_frac))) if answers else len(text)
+    pool = answers + rng.sample(text, n_text)
+    pool.sort(key=lambda s: min(len(s.ids), cfg.max_len) + rng.random())
+    out, cur, longest = [], [], 0
+    for s in pool:
+        n = min(len(s.ids), cfg.max_len)
+        if cur and max(longest, n) * (len(cur) + 1) > cfg.batch_tokens:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(s)
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def _save_checkpoint(path: Path, head: FeatureHead, opt: torch.optim.Optimizer, progress: dict) -> None:
+    head.save(path)
+    names = {id(p): n for n, p in head.named_parameters()}
+    state = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                state[f"{names[id(p)]}::{k}"] = v.detach().reshape(-1).clone() if v.dim() == 0 else v.detach().clone()
+    save_file(state, str(path / "optimizer.safetensors"))
+    (path / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
+
+
+def _load_checkpoint(path: Path, head: FeatureHead, opt: torch.optim.Optimizer) -> dict:
+    state = load_file(str(path / "optimizer.safetensors"))
+    params = dict(head.named_parameters())
+    for key, value in state.items():
+        name, slot = key.split("::")
+        opt.state[params[name]][slot] = value.reshape(()) if slot == "step" else value
+    return json.loads((path / "progress.json").read_text())
+
+
+def train_head(cfg: HeadTrainConfig) -> Path:
+    """Train (or resume) a head for ``cfg.target``; return the directory holding the best one."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    loaded = load_model(cfg.target, device=cfg.device, dtype=cfg.target_dtype)
+    target, tok = loaded.model, loaded.tokenizer
+    for p in target.parameters():
+        p.requires_grad_(False)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    seqs = load_sequences(cfg.data_dir)
+    if not seqs:
+        raise ValueError(f"no sequences in {cfg.data_dir}: build the data first")
+    train = [s for s in seqs if not is_heldout(s.key, cfg.heldout_frac)]
+    held = [s for s in seqs if is_heldout(s.key, cfg.heldout_frac) and s.answer_start >= 0][: cfg.max_heldout]
+    out_dir, ckpt = Path(cfg.out_dir), Path(cfg.out_dir) / "checkpoint"
+    if (ckpt / "head_config.json").is_file():
+        head = load_feature_head(ckpt, target)
+        head = head.to(torch.float32)
+    else:
+        special = {int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None}
+        vocab = choose_head_vocab(train, cfg.head_vocab, special) if cfg.head_vocab > 0 else None
+        hcfg = FeatureHeadConfig.for_target(target, cfg.target, list(cfg.feature_layers) or None, vocab)
+        head = FeatureHead(hcfg, target, dtype=torch.float32)
+    head.train()
+    columns = head_columns(head, target.config.vocab_size, target.device)
+    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    progress = {"step": 0, "elapsed_s": 0.0, "positions": 0, "best": -1.0, "epoch": 0}
+    if (ckpt / "progress.json").is_file():
+        progress = _load_checkpoint(ckpt, head, opt)
+        log.info("resuming at step %d (%.0f s trained)", progress["step"], progress["elapsed_s"])
+    total_steps = cfg.max_steps or max(1, int(progress.get("total_steps", 0)) or _estimate_steps(cfg, train))
+    progress["total_steps"] = total_steps
+    sched = lr_schedule(opt, cfg, total_steps)
+    with warnings.catch_warnings():  # fast-forwarding a resumed schedule before any optimizer step is intended
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(progress["step"]):
+            sched.step()
+    log_path = out_dir / "training_log.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not log_path.exists():
+        log_path.write_text(",".join(LOG_COLUMNS) + "\n")
+    log.info("train sequences %d (%d with answers), held-out %d; head params %.2fM, vocabulary %s",
+             len(train), sum(s.answer_start >= 0 for s in train), len(held),
+             sum(p.numel() for p in head.parameters()) / 1e6, len(head.head_config.draft_vocab or []) or "full")
+    budget = cfg.minutes * 60
+    t_start, last_eval, losses = time.monotonic() - progress["elapsed_s"], -math.inf, []
+    bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
+
+    def evaluate_and_save(elapsed: float) -> None:
+        a1, a2 = agreement(head, target, held, pad, cfg)
+        row = [progress["step"], f"{elapsed:.0f}", progress["positions"],
+               f"{sum(losses) / max(len(losses), 1):.4f}", f"{a1:.4f}", f"{a2:.4f}", f"{opt.param_groups[0]['lr']:.2e}"]
+        with log_path.open("a", newline="") as f:
+            csv.writer(f).writerow(row)
+        losses.clear()
+        bar.set_postfix_str(f"agreement {a1:.3f} / {a2:.3f}")
+        if a1 > progress["best"]:
+            progress["best"] = a1
+            export = FeatureHead(head.head_config, target).eval()  # the target's dtype, for inference
+            export.load_state_dict({k: v.to(export.fc.weight.dtype) for k, v in head.state_dict().items()})
+            export.save(out_dir)
+        progress["elapsed_s"] = elapsed
+        _save_checkpoint(ckpt, head, opt, progress)
+
+    with bar:
+        while True:
+            for batch in batches(train, cfg, rng):
+                elapsed = time.monotonic() - t_start
+                done = elapsed > budget or (cfg.max_steps and progress["step"] >= cfg.max_steps)
+                if done or elapsed - last_eval >= cfg.eval_every_s:
+                    evaluate_and_save(elapsed)
+                    last_eval = elapsed
+                if done:
+                    log.info("best held-out agreement %.4f after %d steps", progress["best"], progress["step"])
+                    return out_dir
+                ids, att, _ = pad_batch(batch, pad, cfg.max_len, target.device)
+                hidden, vals, tids = teacher(target, ids, att, cfg.topk)
+                loss = unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                losses.append(float(loss))
+                progress["step"] += 1
+                progress["positions"] += int(att.sum())
+                bar.update(1)
+            progress["epoch"] += 1
+
+
+def _estimate_steps(cfg: HeadTrainConfig, train: list[Sequence]) -> int:
+    """Steps the time budget allows, from the data's size: one pass of about ``batch_tokens`` each
+    at an assumed 1,000 positions/s (the schedule only needs the order of magnitude)."""
+    per_step_s = cfg.batch_tokens / 1000.0
+    return max(cfg.warmup + 1, int(cfg.minutes * 60 / per_step_s))
+
+
+def config_json(cfg: HeadTrainConfig) -> str:
+    """The configuration as JSON (written beside the log)."""
+    return json.dumps(asdict(cfg), indent=1)

@@ -1,0 +1,90 @@
+"""Feature-head data and training on a tiny target built in code."""
+
+import csv
+
+import pytest
+import torch
+
+from specdec.distill.head_data import Sequence, load_sequences, save_sequences
+from specdec.distill.head_train import (
+    HeadTrainConfig,
+    choose_head_vocab,
+    head_columns,
+    pad_batch,
+    teacher,
+    train_head,
+    unrolled_loss,
+)
+from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
+from specdec.testing import save_tiny_pair, tiny_pair
+
+
+def _sequences(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        ids = torch.randint(0, 256, (20,), generator=g).tolist()
+        out.append(Sequence(ids, 8 if i % 3 else -1, i, "answer" if i % 3 else "text"))
+    return out
+
+
+def test_sequence_shards_round_trip(tmp_path):
+    seqs = _sequences(5)
+    save_sequences(tmp_path / "answer_00000.safetensors", seqs[:3])
+    save_sequences(tmp_path / "self_00001.safetensors", seqs[3:])
+    assert load_sequences(tmp_path) == seqs
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_pad_batch_marks_answers_and_padding():
+    seqs = [Sequence([5, 6, 7, 8], 2, 0, "answer"), Sequence([9, 10], -1, 1, "text")]
+    ids, att, answer = pad_batch(seqs, 0, 16, "cpu")
+    assert ids.tolist() == [[5, 6, 7, 8], [9, 10, 0, 0]]
+    assert att.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert answer.tolist() == [[False, False, True, True], [False] * 4]
+
+
+def test_head_vocabulary_keeps_special_ids_and_frequent_answer_tokens():
+    seqs = [Sequence([3, 3, 4, 9, 9, 9], 3, 0, "answer"), Sequence([3, 5, 5], -1, 1, "text")]
+    vocab = choose_head_vocab(seqs, 3, {0})
+    assert vocab == [0, 3, 9]  # 9: answers count four times
+
+
+@pytest.mark.parametrize("layers, head_vocab", [((), None), ((2, 4, 6), list(range(0, 256, 2)))])
+def test_unrolled_loss_falls_when_fitting_one_batch(layers, head_vocab):
+    target = tiny_pair()[0].model
+    head = FeatureHead(FeatureHeadConfig.for_target(target, "tiny", list(layers) or None, head_vocab), target,
+                       dtype=torch.float32).train()
+    cfg = HeadTrainConfig(topk=8, ttt_steps=3, noise=0.0)
+    ids, att, _ = pad_batch(_sequences(8), 0, 64, "cpu")
+    hidden, vals, tids = teacher(target, ids, att, cfg.topk)
+    columns = head_columns(head, 256, "cpu")
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    first = float(unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns).detach())
+    for _ in range(40):
+        loss = unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.7 * first
+
+
+def test_train_head_logs_saves_and_resumes(tmp_path):
+    target_dir, _ = save_tiny_pair(tmp_path / "pair")
+    data = tmp_path / "data"
+    data.mkdir()
+    save_sequences(data / "answer_00000.safetensors", _sequences(60))
+    cfg = HeadTrainConfig(target=str(target_dir), data_dir=str(data), out_dir=str(tmp_path / "head"),
+                          head_vocab=64, max_steps=4, minutes=5, batch_tokens=256, eval_every_s=0.0,
+                          heldout_frac=0.2, warmup=2, target_dtype="float32")
+    out = train_head(cfg)
+    with (out / "training_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows][-1] == 4 and all(0 <= float(r["heldout_agreement"]) <= 1 for r in rows)
+    target = tiny_pair()[0].model
+    head = load_feature_head(out, target)
+    assert len(head.head_config.draft_vocab) == 64
+    again = train_head(HeadTrainConfig(**{**cfg.__dict__, "max_steps": 6}))  # resumes at step 4
+    with (again / "training_log.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps[-1] == 6 and steps.count(0) == 1
