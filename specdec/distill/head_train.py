@@ -46,6 +46,7 @@ from .sources import is_heldout
 from .train import distill_loss, lr_schedule
 
 log = logging.getLogger(__name__)
+CALIBRATION_STEPS = 5  # steps timed, after as many warm-up steps, to size the schedule to the time budget
 LOG_COLUMNS = ("step", "elapsed_s", "positions", "train_loss", "heldout_agreement", "heldout_agreement_2", "lr")
 
 
@@ -255,11 +256,9 @@ def train_head(cfg: HeadTrainConfig) -> Path:
         log.info("resuming at step %d (%.0f s trained)", progress["step"], progress["elapsed_s"])
     total_steps = cfg.max_steps or max(1, int(progress.get("total_steps", 0)) or _estimate_steps(cfg, train))
     progress["total_steps"] = total_steps
-    sched = lr_schedule(opt, cfg, total_steps)
-    with warnings.catch_warnings():  # fast-forwarding a resumed schedule before any optimizer step is intended
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(progress["step"]):
-            sched.step()
+    sched = _schedule_at(opt, cfg, total_steps, progress["step"])
+    # A fresh run with a time budget times steps CALIBRATION_STEPS .. 2 x that, then sizes the schedule to it.
+    size_at, t_mark = (None if cfg.max_steps or progress["step"] else 2 * CALIBRATION_STEPS), 0.0
     log_path = out_dir / "training_log.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
     if not log_path.exists():
@@ -310,7 +309,25 @@ def train_head(cfg: HeadTrainConfig) -> Path:
                 progress["step"] += 1
                 progress["positions"] += int(att.sum())
                 bar.update(1)
+                if progress["step"] == CALIBRATION_STEPS:
+                    t_mark = time.monotonic()
+                elif progress["step"] == size_at:
+                    per_step = (time.monotonic() - t_mark) / CALIBRATION_STEPS
+                    total_steps = progress["step"] + int((budget - (time.monotonic() - t_start)) / per_step)
+                    progress["total_steps"] = bar.total = total_steps
+                    sched, size_at = _schedule_at(opt, cfg, total_steps, progress["step"]), None
+                    log.info("%.2f s/step: cosine schedule over %d steps", per_step, total_steps)
             progress["epoch"] += 1
+
+
+def _schedule_at(opt: torch.optim.Optimizer, cfg: HeadTrainConfig, total_steps: int, step: int):
+    """The warmup + cosine schedule over ``total_steps``, advanced to ``step`` (a resumed or re-sized run)."""
+    sched = lr_schedule(opt, cfg, total_steps)
+    with warnings.catch_warnings():  # advancing a schedule before the next optimizer step is intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            sched.step()
+    return sched
 
 
 def _estimate_steps(cfg: HeadTrainConfig, train: list[Sequence]) -> int:

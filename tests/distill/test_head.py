@@ -88,3 +88,19 @@ def test_train_head_logs_saves_and_resumes(tmp_path):
     with (again / "training_log.csv").open() as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps[-1] == 6 and steps.count(0) == 1
+
+
+def test_a_time_budget_sizes_the_schedule_from_measured_steps(tmp_path):
+    import json
+
+    target_dir, _ = save_tiny_pair(tmp_path / "pair")
+    data = tmp_path / "data"
+    data.mkdir()
+    save_sequences(data / "answer_00000.safetensors", _sequences(60))
+    cfg = HeadTrainConfig(target=str(target_dir), data_dir=str(data), out_dir=str(tmp_path / "head"), minutes=0.05,
+                          batch_tokens=128, eval_every_s=600.0, heldout_frac=0.2, warmup=2, ttt_steps=1,
+                          target_dtype="float32")
+    out = train_head(cfg)
+    progress = json.loads((out / "checkpoint" / "progress.json").read_text())
+    assert progress["step"] > 10  # the budget, not a step count, ended the run
+    assert abs(progress["total_steps"] - progress["step"]) <= 0.5 * progress["step"]  # sized to the budget
