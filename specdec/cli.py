@@ -111,7 +111,7 @@ def pair_specs(args) -> tuple[str, str]:
 
 def study_config(args):
     """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
-    from .methods import STUDY_EXTRAS
+    from .methods import METHODS, STUDY_EXTRAS
     from .models.device import dtype_name, resolve_device
     from .models.presets import default_head
     from .study.config import EXPERIMENTS, StudyConfig
@@ -121,14 +121,15 @@ def study_config(args):
     target, draft = pair_specs(args)
     head = args.head or default_head(target) or ""
     if args.methods is None:
-        methods = tuple(m for m in STUDY_EXTRAS if m != "eagle" or head)
+        methods = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head" or head)
     else:
         methods = _names(args.methods, "methods", STUDY_EXTRAS)
-        if "eagle" in methods and not head:
-            raise UsageError(f"--methods eagle needs --head DIR: no feature head is bundled for {target!r}")
+        if any(METHODS[m].draft == "head" for m in methods) and not head:
+            raise UsageError(f"--methods {','.join(methods)} needs --head DIR: no feature head is bundled for {target!r}")
     device = resolve_device(args.device)
     cfg = StudyConfig(
-        target=target, draft=draft, head=head if "eagle" in methods else "", device=str(device),
+        target=target, draft=draft, head=head if any(METHODS[m].draft == "head" for m in methods) else "",
+        device=str(device),
         dtype=dtype_name(args.dtype, device),
         temperature=args.temperature, seed=args.seed, repeats=pick("repeats"), warmup=pick("warmup"),
         prompts_per_cell=pick("prompts_per_cell"),

@@ -77,7 +77,8 @@ def _prompt_lookup(req: Request) -> GenerationResult:
 
 
 def _eagle(req: Request) -> GenerationResult:
-    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=4 if req.n is None else req.n,
+    n = 4 if req.n is None else req.n  # an integer, or "auto"
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=n,
                                 drafter=FeatureHeadDrafter(req.draft), on_step=req.on_step, **req.common())
 
 
@@ -99,6 +100,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _auto, draft="random", study_n="auto"),
     Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",
            _eagle, draft="head", study_n="grid"),
+    Method("eagle-auto", "the feature head with N chosen each step from measured costs (auto N)",
+           _eagle, draft="head", study_n="auto"),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",

@@ -123,6 +123,14 @@ class FeatureHead(nn.Module):
     def name_or_path(self) -> str:
         return self.config._name_or_path
 
+    @property
+    def device(self) -> torch.device:
+        return self.fc.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.fc.weight.dtype
+
     def features(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """g: the target's hidden states at ``feature_layers``, fused to (B, T, H)."""
         picked = [hidden_states[i] for i in self.head_config.feature_layers]

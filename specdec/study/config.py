@@ -53,7 +53,7 @@ class StudyConfig:
         if self.prompt_set != "study" and "prompt_length" in self.experiments:
             raise ValueError(f"the {self.prompt_set} prompts keep their natural length: the prompt_length "
                              "experiment applies to the study set only (use --experiments max_tokens,n)")
-        if "eagle" in self.methods and not self.head:
+        if any(METHODS[m].draft == "head" for m in self.methods) and not self.head:
             raise ValueError(f"method eagle needs a feature head for {self.target!r} (--head DIR); none is bundled for it")
         for label, grid in (("prompt lengths", self.prompt_lengths), ("max tokens", self.max_tokens), ("n", self.ns)):
             if not grid:

@@ -73,7 +73,7 @@ def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict
             out["best_n"]["alpha_geometric"], int(best), meta.get("costs"))
         hf = _method(df, "hf-assisted", best)
         out["hf_assisted_at_best_n"] = hf
-    for name in ("auto", "auto-random", "prompt-lookup", "hf-default"):
+    for name in ("auto", "auto-random", "eagle-auto", "prompt-lookup", "hf-default"):
         out[name] = _method(df, name)
     for method, key in (("hf-assisted", "hf_assisted_best"), ("eagle", "eagle_best")):
         part = df[(df.experiment == "n") & (df.method == method)]
@@ -131,6 +131,7 @@ def to_markdown(summary: dict) -> str:
              f"prompts: {summary.get('prompt_set', 'study')}",
              _fmt(summary.get("best_n"), "best N, ours"),
              _fmt(summary.get("eagle_best"), "EAGLE feature head, its best N"),
+             _fmt(summary.get("eagle-auto"), "EAGLE feature head, auto N"),
              _fmt(summary.get("auto"), "auto N, ours"),
              _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),
