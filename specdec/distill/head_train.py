@@ -98,14 +98,16 @@ def pad_batch(seqs: list[Sequence], pad: int, max_len: int, device: Any) -> tupl
 
 
 def choose_head_vocab(seqs: list[Sequence], size: int, always: set[int]) -> list[int]:
-    """The ``size`` ids that occur most in the data (answers counted four times), plus ``always``."""
-    counts: Counter[int] = Counter()
+    """``always`` plus the ids the target's answers use most, then (to fill ``size``) those the rest of
+    the text uses most: what the head must propose is what the target writes."""
+    answers: Counter[int] = Counter()
+    text: Counter[int] = Counter()
     for s in seqs:
-        counts.update(s.ids)
-        if s.answer_start >= 0:
-            counts.update(s.ids[s.answer_start:] * 3)
-    ranked = [t for t, _ in counts.most_common() if t not in always][: max(size - len(always), 0)]
-    return sorted(set(ranked) | always)
+        cut = s.answer_start if s.answer_start >= 0 else len(s.ids)
+        answers.update(s.ids[cut:])
+        text.update(s.ids[:cut])
+    ranked = sorted(set(answers) | set(text), key=lambda t: (-answers[t], -text[t], t))
+    return sorted(set([t for t in ranked if t not in always][: max(size - len(always), 0)]) | always)
 
 
 def head_columns(head: FeatureHead, vocab_size: int, device: Any) -> torch.Tensor | None:

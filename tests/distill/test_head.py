@@ -44,10 +44,10 @@ def test_pad_batch_marks_answers_and_padding():
     assert answer.tolist() == [[False, False, True, True], [False] * 4]
 
 
-def test_head_vocabulary_keeps_special_ids_and_frequent_answer_tokens():
-    seqs = [Sequence([3, 3, 4, 9, 9, 9], 3, 0, "answer"), Sequence([3, 5, 5], -1, 1, "text")]
-    vocab = choose_head_vocab(seqs, 3, {0})
-    assert vocab == [0, 3, 9]  # 9: answers count four times
+def test_head_vocabulary_keeps_special_ids_then_answer_tokens_then_text_tokens():
+    seqs = [Sequence([3, 3, 3, 4, 9, 7], 4, 0, "answer"), Sequence([3, 5, 5, 6], -1, 1, "text")]
+    assert choose_head_vocab(seqs, 3, {0}) == [0, 7, 9]  # the answer's ids first, though 3 is commoner
+    assert choose_head_vocab(seqs, 4, {0}) == [0, 3, 7, 9]  # then the commonest text id
 
 
 @pytest.mark.parametrize("layers, head_vocab", [((), None), ((2, 4, 6), list(range(0, 256, 2)))])
