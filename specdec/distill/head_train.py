@@ -125,8 +125,8 @@ def teacher(target: Any, ids: torch.Tensor, att: torch.Tensor,
             topk: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
     """The target's hidden states (float32) and its top-k next-token logits (values, ids) at every position."""
     out = target(input_ids=ids, attention_mask=att, output_hidden_states=True)
-    vals, tids = out.logits.float().topk(topk, dim=-1)
-    return tuple(h.float() for h in out.hidden_states), vals, tids
+    vals, tids = out.logits.topk(topk, dim=-1)  # in the target's dtype: no float copy of every logit
+    return tuple(h.float() for h in out.hidden_states), vals.float(), tids
 
 
 def unrolled_loss(head: FeatureHead, hidden: tuple[torch.Tensor, ...], vals: torch.Tensor, tids: torch.Tensor,
@@ -269,6 +269,8 @@ def train_head(cfg: HeadTrainConfig) -> Path:
              len(train), sum(s.answer_start >= 0 for s in train), len(held),
              sum(p.numel() for p in head.parameters()) / 1e6, len(head.head_config.draft_vocab or []) or "full")
     budget = cfg.minutes * 60
+    # bf16 matrix products (fp32 weights and loss) where the target itself runs in bf16: 2-3x faster steps
+    autocast = target.dtype == torch.bfloat16
     t_start, last_eval, losses = time.monotonic() - progress["elapsed_s"], -math.inf, []
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
 
@@ -301,7 +303,8 @@ def train_head(cfg: HeadTrainConfig) -> Path:
                     return out_dir
                 ids, att, _ = pad_batch(batch, pad, cfg.max_len, target.device)
                 hidden, vals, tids = teacher(target, ids, att, cfg.topk)
-                loss = unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns)
+                with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss = unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
