@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers.utils import logging as transformers_logging
@@ -156,6 +157,32 @@ def run_head(args: dict) -> None:
         device=args["device"], seed=args["seed"]))
 
 
+# The bundled draft's five stages (training_log_stage1..4.csv, then training_log.csv for stage 5) and
+# the teacher positions its data held at each stage's end (MODEL_CARD.md).
+DRAFT_STAGE_LOGS = ("training_log_stage1.csv", "training_log_stage2.csv", "training_log_stage3.csv",
+                    "training_log_stage4.csv", "training_log.csv")
+DRAFT_STAGE_POSITIONS = (94_178, 261_176, 1_433_278, 1_730_678, 2_117_777)
+
+
+def add_curve_args(c: argparse.ArgumentParser) -> None:
+    """Flags of ``curve``."""
+    from ..models.presets import weights_dir
+
+    c.add_argument("--head-log", default=str(weights_dir("smollm2-head") / "training_log.csv"),
+                   help="a head's training_log.csv")
+    c.add_argument("--draft-dir", default=str(weights_dir("smollm2-draft")), help="the draft's stage logs live here")
+    c.add_argument("--out", default=str(weights_dir("smollm2-head") / "agreement.png"), help="the figure (PNG)")
+
+
+def run_curve(args: dict) -> None:
+    """Draw the agreement-over-training figure."""
+    from .curves import plot_agreement
+
+    draft = Path(args["draft_dir"])
+    logs = [draft / name for name in DRAFT_STAGE_LOGS if (draft / name).is_file()]
+    print(plot_agreement(Path(args["head_log"]), logs, list(DRAFT_STAGE_POSITIONS), Path(args["out"])))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with ``gen-data``, ``train`` and ``eval`` subcommands."""
     ap = argparse.ArgumentParser(prog="specdec distill",
@@ -182,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build token sequences (prompts over the given text, the target's answers, questions the "
                     "target writes and answers itself), then train a feature head online against the target's "
                     "hidden states; resumable, logs held-out agreement to OUT_DIR/training_log.csv."))
+    add_curve_args(sub.add_parser(
+        "curve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="figure: a head's agreement over training beside the bundled draft's stages"))
     return ap
 
 
@@ -218,6 +248,8 @@ def run(stage: str, args: dict) -> int:
             train(train_config(args))
         elif stage == "head":
             run_head(args)
+        elif stage == "curve":
+            run_curve(args)
         else:
             report_eval(EvalConfig(**args))
     return 0

@@ -104,3 +104,19 @@ def test_a_time_budget_sizes_the_schedule_from_measured_steps(tmp_path):
     progress = json.loads((out / "checkpoint" / "progress.json").read_text())
     assert progress["step"] > 10  # the budget, not a step count, ended the run
     assert abs(progress["total_steps"] - progress["step"]) <= 0.5 * progress["step"]  # sized to the budget
+
+
+def test_agreement_figure_from_a_head_log_and_draft_stage_logs(tmp_path):
+    from specdec.distill.cli import main
+
+    head = tmp_path / "head.csv"
+    head.write_text("step,elapsed_s,positions,train_loss,heldout_agreement,heldout_agreement_2,lr\n"
+                    "0,0,0,0,0.0,0.0,0\n10,240,40960,3.1,0.31,0.2,1e-3\n20,480,81920,2.5,0.45,0.3,5e-4\n")
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    for name, top in (("training_log_stage1.csv", 0.3), ("training_log.csv", 0.5)):
+        (draft / name).write_text("step,epoch,elapsed_s,train_loss,heldout_agreement,lr\n"
+                                  f"0,0,0,0,0.1,1e-3\n9,1,600,2.0,{top},1e-4\n")
+    out = tmp_path / "agreement.png"
+    assert main(["curve", "--head-log", str(head), "--draft-dir", str(draft), "--out", str(out)]) == 0
+    assert out.stat().st_size > 20_000
