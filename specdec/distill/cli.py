@@ -14,12 +14,13 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers.utils import logging as transformers_logging
 
+from ..models import load_model
 from .draft import DraftConfig
 from .evaluate import EvalConfig, run_eval
 from .head_data import HeadDataConfig, build_head_data
 from .head_train import HeadTrainConfig, train_head
 from .sources import Sources
-from .teacher import GenConfig, gen_data
+from .teacher import DEFAULT_TARGET, GenConfig, gen_data
 from .train import TrainConfig, train
 
 EXIT_USAGE = 2
@@ -183,6 +184,35 @@ def run_curve(args: dict) -> None:
     print(plot_agreement(Path(args["head_log"]), logs, list(DRAFT_STAGE_POSITIONS), Path(args["out"])))
 
 
+def add_compare_args(c: argparse.ArgumentParser) -> None:
+    """Flags of ``compare``."""
+    add_target(c, DEFAULT_TARGET)
+    c.add_argument("--head", default="smollm2-head", help="a feature head (bundled name or directory)")
+    c.add_argument("--draft", default="smollm2-draft", help="an independent draft (preset or directory)")
+    c.add_argument("--prompt-set", default="study", choices=["study", "everyday"], help="the study's prompt set")
+    c.add_argument("--count", type=int, default=12, help="prompts")
+    c.add_argument("--prompt-len", type=int, default=128, help="study prompts' length in tokens")
+    c.add_argument("--new-tokens", type=int, default=64, help="length of the target's greedy answers")
+    c.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"], help="models' dtype")
+
+
+def run_compare(args: dict) -> None:
+    """Print the head's and the draft's agreement with the target's answers to one prompt set."""
+    from ..models import load_head
+    from .evaluate import answer_agreement, draft_predictor, head_predictor
+
+    target = load_model(args["target"], dtype=args["dtype"])
+    predictors = {}
+    if args["head"]:
+        predictors["head"] = head_predictor(target.model, load_head(args["head"], target).model)
+    if args["draft"]:
+        predictors["draft"] = draft_predictor(load_model(args["draft"], dtype=args["dtype"]).model)
+    res = answer_agreement(target.model, target.tokenizer, predictors, args["prompt_set"], args["count"],
+                           args["prompt_len"], args["new_tokens"])
+    for name, (agree, positions) in res.items():
+        print(f"{name}: agreement {agree:.4f} on {positions} answer positions ({args['count']} {args['prompt_set']} prompts)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with ``gen-data``, ``train`` and ``eval`` subcommands."""
     ap = argparse.ArgumentParser(prog="specdec distill",
@@ -209,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build token sequences (prompts over the given text, the target's answers, questions the "
                     "target writes and answers itself), then train a feature head online against the target's "
                     "hidden states; resumable, logs held-out agreement to OUT_DIR/training_log.csv."))
+    add_compare_args(sub.add_parser(
+        "compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="agreement of a feature head and an independent draft with the target's answers to a prompt set"))
     add_curve_args(sub.add_parser(
         "curve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="figure: a head's agreement over training beside the bundled draft's stages"))
@@ -250,6 +283,8 @@ def run(stage: str, args: dict) -> int:
             run_head(args)
         elif stage == "curve":
             run_curve(args)
+        elif stage == "compare":
+            run_compare(args)
         else:
             report_eval(EvalConfig(**args))
     return 0

@@ -3,6 +3,7 @@ target's own greedy answers to the speed study's prompts (plays never trained on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from specdec.engine.loop import autoregressive_generate
 from specdec.models import load_model
-from specdec.study.prompts import study_prompts
+from specdec.study.prompts import prompts_for, study_prompts
 
 from .records import Record, collate, load_records, split_records
 from .teacher import DEFAULT_TARGET
@@ -63,6 +64,45 @@ def study_agreement(target: Any, draft: Any, tokenizer: Any, prompt_len: int = 1
         hit += int((pred == torch.tensor(gen)).sum())
         tot += len(gen)
     return hit / max(tot, 1), tot
+
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # ids (1, T) -> (T,): the guess for token t, at t
+
+
+def draft_predictor(draft: Any) -> Predictor:
+    """An independent draft's greedy guess for every token, from the tokens before it."""
+    def predict(full: torch.Tensor) -> torch.Tensor:
+        logits = draft(full).logits[0].argmax(-1)  # position t guesses token t + 1
+        return torch.cat([logits.new_full((1,), -1), logits[:-1]])
+    return predict
+
+
+def head_predictor(target: Any, head: Any) -> Predictor:
+    """A feature head's first-draft guess for every token t >= 2: from the target's features up to
+    t - 2 and token t - 1, as when it drafts right after the target committed token t - 1."""
+    def predict(full: torch.Tensor) -> torch.Tensor:
+        hidden = target(full[:, :-1], output_hidden_states=True).hidden_states
+        first = head.logits(head.step(head.features(hidden)[:, :-1], full[:, 1:-1])).argmax(-1)[0]
+        return torch.cat([first.new_full((2,), -1), first])  # first[t] guesses token t + 2
+    return predict
+
+
+@torch.no_grad()
+def answer_agreement(target: Any, tokenizer: Any, predictors: dict[str, Predictor], prompt_set: str = "study",
+                     count: int = 12, prompt_len: int = 128, new_tokens: int = 64) -> dict[str, tuple[float, int]]:
+    """Per predictor, (agreement, positions) with the target's greedy answers to ``count`` prompts of a
+    study prompt set, counted from the answer's second token (the first is always the target's own)."""
+    hits = dict.fromkeys(predictors, 0)
+    total = 0
+    for p in prompts_for(tokenizer, prompt_set, prompt_len, count):
+        ids = torch.tensor([p.ids], device=target.device)
+        gen = autoregressive_generate(target, ids, max_new_tokens=new_tokens, eos_token_id=tokenizer.eos_token_id).tokens
+        full = torch.cat([ids, torch.tensor([gen], dtype=ids.dtype, device=ids.device)], 1)
+        answer = full[0, ids.shape[1] + 1:]
+        total += len(answer)
+        for name, predict in predictors.items():
+            hits[name] += int((predict(full)[ids.shape[1] + 1:] == answer).sum())
+    return {name: (hits[name] / max(total, 1), total) for name in predictors}
 
 
 @dataclass

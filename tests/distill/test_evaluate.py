@@ -47,3 +47,18 @@ def test_run_eval_loads_a_saved_draft(tmp_path, saved_target, byte_pair, make_re
     with pytest.raises(ValueError, match="nothing to evaluate"):
         ev.run_eval(dataclasses.replace(cfg, data_dir="", study_prompts=0))
     assert torch.get_num_threads() == 1
+
+
+def test_answer_agreement_scores_a_perfect_and_a_random_predictor():
+    from specdec.distill.evaluate import answer_agreement, draft_predictor, head_predictor
+    from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
+    from specdec.testing import tiny_pair
+
+    target, draft = tiny_pair(eps=0.0)  # eps 0: the draft is the target's own first layers, agreeing everywhere
+    head = FeatureHead(FeatureHeadConfig.for_target(target.model, "tiny"), target.model).eval()
+    res = answer_agreement(target.model, target.tokenizer,
+                           {"self": draft_predictor(target.model), "draft": draft_predictor(draft.model),
+                            "head": head_predictor(target.model, head)},
+                           prompt_set="everyday", count=2, new_tokens=10)
+    assert res["self"] == (1.0, 18)  # the target predicts its own greedy answer; 9 scored tokens per answer
+    assert res["draft"][0] > 0.9 and res["head"][0] < 0.5  # a random head rarely agrees
