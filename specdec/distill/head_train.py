@@ -74,6 +74,7 @@ class HeadTrainConfig:
     ttt_decay: float = 0.8
     noise: float = 0.05
     text_frac: float = 0.5  # share of a batch's sequences that are prompts without answers
+    cache_gb: float = 6.0  # the target's outputs for the first epoch's batches are kept (up to this) for later epochs
     heldout_frac: float = 0.05
     max_heldout: int = 48
     eval_every_s: float = 240.0
@@ -204,6 +205,27 @@ def batches(seqs: list[Sequence], cfg: HeadTrainConfig, rng: random.Random) -> l
     return out
 
 
+class TeacherCache:
+    """The target's outputs per batch, kept in memory after the first epoch computed them, so later
+    epochs train the head alone (only the hidden states the head reads are kept, in bfloat16)."""
+
+    def __init__(self, layers: set[int], limit_gb: float) -> None:
+        self.layers, self.limit, self.used, self.items = layers, limit_gb * 2**30, 0, {}
+
+    def get(self, key: int, target: Any, ids: torch.Tensor, att: torch.Tensor, topk: int):
+        """(hidden, vals, tids) of batch ``key``: from memory, or computed now (and kept if room)."""
+        if key in self.items:
+            kept, vals, tids = self.items[key]
+            return [kept[i].float() if i in kept else None for i in range(max(kept) + 1)], vals.float(), tids
+        hidden, vals, tids = teacher(target, ids, att, topk)
+        kept = {i: hidden[i].to(torch.bfloat16) for i in self.layers}
+        size = sum(t.numel() * 2 for t in kept.values()) + vals.numel() * 2 + tids.numel() * 8
+        if self.used + size <= self.limit:
+            self.items[key] = (kept, vals.to(torch.bfloat16), tids)
+            self.used += size
+        return hidden, vals, tids
+
+
 def _save_checkpoint(path: Path, head: FeatureHead, opt: torch.optim.Optimizer, progress: dict) -> None:
     head.save(path)
     names = {id(p): n for n, p in head.named_parameters()}
@@ -290,9 +312,16 @@ def train_head(cfg: HeadTrainConfig) -> Path:
         progress["elapsed_s"] = elapsed
         _save_checkpoint(ckpt, head, opt, progress)
 
+    # The first epoch's batches are kept and reshuffled each epoch, their teacher outputs cached.
+    epoch_batches = list(enumerate(batches(train, cfg, rng)))
+    last = head.head_config.target_num_layers
+    cache = TeacherCache(set(head.head_config.feature_layers) | {last}, cfg.cache_gb)
     with bar:
         while True:
-            for batch in batches(train, cfg, rng):
+            if progress["epoch"] == 1 and size_at is None and not cfg.max_steps:
+                size_at = progress["step"] + 2 * CALIBRATION_STEPS  # cached epochs run faster: re-size
+                t_mark = 0.0
+            for key, batch in rng.sample(epoch_batches, len(epoch_batches)):
                 elapsed = time.monotonic() - t_start
                 done = elapsed > budget or (cfg.max_steps and progress["step"] >= cfg.max_steps)
                 if done or elapsed - last_eval >= cfg.eval_every_s:
@@ -302,7 +331,7 @@ def train_head(cfg: HeadTrainConfig) -> Path:
                     log.info("best held-out agreement %.4f after %d steps", progress["best"], progress["step"])
                     return out_dir
                 ids, att, _ = pad_batch(batch, pad, cfg.max_len, target.device)
-                hidden, vals, tids = teacher(target, ids, att, cfg.topk)
+                hidden, vals, tids = cache.get(key, target, ids, att, cfg.topk)
                 with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=autocast):
                     loss = unrolled_loss(head, hidden, vals, tids, ids, att, cfg, columns)
                 opt.zero_grad(set_to_none=True)
@@ -314,7 +343,7 @@ def train_head(cfg: HeadTrainConfig) -> Path:
                 progress["step"] += 1
                 progress["positions"] += int(att.sum())
                 bar.update(1)
-                if progress["step"] == CALIBRATION_STEPS:
+                if size_at is not None and progress["step"] == size_at - CALIBRATION_STEPS:
                     t_mark = time.monotonic()
                 elif progress["step"] == size_at:
                     per_step = (time.monotonic() - t_mark) / CALIBRATION_STEPS

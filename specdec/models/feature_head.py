@@ -73,7 +73,8 @@ class FeatureHeadConfig:
                            intermediate_size=self.intermediate_size, num_hidden_layers=1,
                            num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
                            rms_norm_eps=self.rms_norm_eps, rope_parameters=dict(self.rope_parameters),
-                           max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=False)
+                           max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=False,
+                           bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
     def mismatch(self, target: Any) -> str | None:
         """Why this head cannot serve ``target`` (None when it can)."""
