@@ -14,6 +14,9 @@ import pandas as pd
 from .summary import frame, predicted_from_costs
 
 FIGSIZE, DPI = (6.4, 4.0), 200
+# Fixed-N methods drawn per N: (method, label, x offset, colour)
+PER_N = (("speculative", "ours, draft model", -0.03, "tab:blue"), ("eagle", "ours, feature head", 0.0, "tab:cyan"),
+         ("hf-assisted", "HF assisted", 0.03, "tab:orange"))
 PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
               "acceptance_rate.png", "speedup.png")
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9,
@@ -85,17 +88,17 @@ def _hline(ax, sel: pd.DataFrame, col: str, label: str, style: str, color: str) 
 def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     """Time against N for ours and HF assisted side by side; other methods and baseline as lines."""
     sel = df[df.experiment == "n"]
-    fixed = sel[sel.n_value.notna() & sel.method.isin(["speculative", "hf-assisted"])]
+    fixed = sel[sel.n_value.notna() & sel.method.isin([m for m, *_ in PER_N])]
     if fixed.empty:
         return _empty(path, "N")
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for method, label, offset, color in (("speculative", "ours (fixed N)", -0.03, "tab:blue"),
-                                          ("hf-assisted", "HF assisted (fixed N)", 0.03, "tab:orange")):
+    for method, label, offset, color in PER_N:
         part = fixed[fixed.method == method]
         if not part.empty:
-            _errbar(ax, _stats(part, "n_value", "speculative_time_s"), label, offset, color=color)
+            _errbar(ax, _stats(part, "n_value", "speculative_time_s"), f"{label} (fixed N)", offset, color=color)
     _hline(ax, sel, "baseline_time_s", "baseline", "-", "tab:gray")
     _hline(ax, sel[sel.method == "auto"], "speculative_time_s", "ours, auto N", "--", "tab:green")
+    _hline(ax, sel[sel.method == "eagle-auto"], "speculative_time_s", "feature head, auto N", "--", "tab:cyan")
     _hline(ax, sel[sel.method == "auto-random"], "speculative_time_s", "auto N, random draft", (0, (1, 3)),
            "tab:brown")
     _hline(ax, sel[sel.method == "prompt-lookup"], "speculative_time_s", "prompt lookup", ":", "tab:purple")
@@ -113,12 +116,11 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
 
 def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
     """Acceptance rate and tokens per target step against N (two panels)."""
-    sel = df[(df.experiment == "n") & df.n_value.notna() & df.method.isin(["speculative", "hf-assisted"])]
+    sel = df[(df.experiment == "n") & df.n_value.notna() & df.method.isin([m for m, *_ in PER_N])]
     if sel.empty:
         return _empty(path, "acceptance")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=FIGSIZE)
-    for method, label, offset, color in (("speculative", "ours", -0.02, "tab:blue"),
-                                          ("hf-assisted", "HF assisted", 0.02, "tab:orange")):
+    for method, label, offset, color in PER_N:
         part = sel[sel.method == method]
         if part.empty:
             continue
@@ -159,17 +161,18 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     if ours.empty:
         return _empty(path, "speedup")
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    _errbar(ax, _stats(ours, "n_value", "speedup"), "ours, measured", -0.02, color="tab:blue")
-    hf = sel[sel.method == "hf-assisted"]
-    if not hf.empty:
-        _errbar(ax, _stats(hf, "n_value", "speedup"), "HF assisted, measured", 0.02, color="tab:orange")
+    for method, label, offset, color in PER_N:
+        part = sel[sel.method == method]
+        if not part.empty:
+            _errbar(ax, _stats(part, "n_value", "speedup"), f"{label}, measured", offset, color=color)
     pred = predicted_curve(ours, costs)
     if pred is not None:
-        label = f"predicted from per-token α, c={costs['c']:.2f}, v(N)"
+        label = f"predicted for the draft model from per-token α, c={costs['c']:.2f}, v(N)"
         ax.plot(pred.index, pred.values, "s--", color="tab:green", label=label)
     ax.axhline(1.0, linestyle="--", color="black", linewidth=1, label="break-even (1.0)")
     every = df[df.experiment == "n"]
     for method, label, style, color in (("auto", "ours, auto N", "-", "tab:green"),
+                                        ("eagle-auto", "feature head, auto N", "--", "tab:cyan"),
                                         ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
                                         ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
                                         ("hf-default", "HF assisted, defaults", "-.", "tab:red")):

@@ -25,7 +25,7 @@ def _csv(tmp_path: Path) -> Path:
     rows = [_row("prompt_length", "speculative", 4, L=L, r=r) for L in (64, 128, 512) for r in range(3)]
     rows += [_row("max_tokens", "speculative", 4, M=M, r=r) for M in (32, 64, 128) for r in range(3)]
     for n in (1, 2, 4):
-        rows += [_row("n", m, n, r=r) for m in ("speculative", "hf-assisted") for r in range(3)]
+        rows += [_row("n", m, n, r=r) for m in ("speculative", "eagle", "hf-assisted") for r in range(3)]
     rows += [_row("n", "auto", "auto"), _row("n", "auto-random", "auto", match="near-tie"),
              _row("n", "prompt-lookup", 4, match="unexplained"), _row("n", "hf-default", "default")]
     path = tmp_path / "experiment_results.csv"
@@ -48,7 +48,8 @@ def test_summary_reports_best_n_and_others(tmp_path):
     summary = summarize(pd.read_csv(path, dtype={"n_draft": str}), meta)
     assert summary["best_n"]["n_draft"] == "2"
     assert summary["best_n"]["speedup"]["median"] == 1.40
-    assert summary["hf_assisted_at_best_n"]["n_draft"] == "2"
+    assert summary["hf_assisted_at_best_n"]["n_draft"] == "2" and summary["eagle_best"]["n_draft"] == "2"
+    assert set(summary["per_n"]) == {"speculative", "eagle", "hf-assisted", "prompt-lookup"} and summary["per_n"]["eagle"]["4"]["pairs"] == 3
     rows = len(pd.read_csv(path))
     assert summary["greedy_rows"] == rows and summary["greedy_match_rate"] == (rows - 2) / rows
     assert summary["greedy_classes"]["near-tie"] == summary["greedy_classes"]["unexplained"] == 1 / rows
