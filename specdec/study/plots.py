@@ -183,7 +183,7 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     ns = sorted(ours.n_value.unique())
     ax.set_xticks(ns, [str(int(v)) for v in ns])
     ax.set_xlabel("draft tokens per step N")
-    ax.set_ylabel("speedup (baseline time / speculative time, ×)")
+    ax.set_ylabel("speedup over plain decoding (×)")
     ax.set_title(_title(ours, "Speedup vs N"))
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
