@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..files import atomic_path
 from ..models import load_model
 from .sources import ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
@@ -79,12 +79,8 @@ def save_sequences(path: Path, seqs: list[Sequence]) -> None:
                "offsets": lengths.cumsum(0),
                "answer_start": torch.tensor([s.answer_start for s in seqs], dtype=torch.int64),
                "key": torch.tensor([s.key for s in seqs], dtype=torch.int64)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"kinds": json.dumps([s.kind for s in seqs])})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_sequences(data_dir: str | Path) -> list[Sequence]:

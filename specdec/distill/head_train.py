@@ -30,7 +30,7 @@ import random
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +278,7 @@ def train_head(cfg: HeadTrainConfig) -> Path:
     if (ckpt / "progress.json").is_file():
         progress = _load_checkpoint(ckpt, head, opt)
         log.info("resuming at step %d (%.0f s trained)", progress["step"], progress["elapsed_s"])
-    total_steps = cfg.max_steps or max(1, int(progress.get("total_steps", 0)) or _estimate_steps(cfg, train))
+    total_steps = cfg.max_steps or max(1, int(progress.get("total_steps", 0)) or _estimate_steps(cfg))
     progress["total_steps"] = total_steps
     sched = _schedule_at(opt, cfg, total_steps, progress["step"])
     # A fresh run with a time budget times steps CALIBRATION_STEPS .. 2 x that, then sizes the schedule to it.
@@ -364,13 +364,8 @@ def _schedule_at(opt: torch.optim.Optimizer, cfg: HeadTrainConfig, total_steps: 
     return sched
 
 
-def _estimate_steps(cfg: HeadTrainConfig, train: list[Sequence]) -> int:
-    """Steps the time budget allows, from the data's size: one pass of about ``batch_tokens`` each
-    at an assumed 1,000 positions/s (the schedule only needs the order of magnitude)."""
+def _estimate_steps(cfg: HeadTrainConfig) -> int:
+    """A first guess at the steps the time budget allows (``batch_tokens`` at an assumed 1,000
+    positions/s); a fresh run re-sizes the schedule from measured steps."""
     per_step_s = cfg.batch_tokens / 1000.0
     return max(cfg.warmup + 1, int(cfg.minutes * 60 / per_step_s))
-
-
-def config_json(cfg: HeadTrainConfig) -> str:
-    """The configuration as JSON (written beside the log)."""
-    return json.dumps(asdict(cfg), indent=1)

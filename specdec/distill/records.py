@@ -14,7 +14,6 @@ The per-record ``kind`` strings are a JSON list in the metadata, beside ``format
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_path
 from .sources import is_heldout
 
 FORMAT = "specdec-distill-records"
@@ -94,13 +94,8 @@ def save_records(path: str | Path, recs: list[Record]) -> None:
         "key": torch.tensor([r.key for r in recs], dtype=torch.int64),
     }
     meta = {"format": FORMAT, "version": VERSION, "kind": json.dumps([r.kind for r in recs])}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_shard(path: str | Path) -> list[Record]:

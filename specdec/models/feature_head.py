@@ -24,6 +24,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..files import atomic_path, atomic_write_text
+
 CONFIG_FILE, WEIGHTS_FILE = "head_config.json", "head.safetensors"
 SIGNATURE_ROWS = 8
 
@@ -173,9 +175,10 @@ class FeatureHead(nn.Module):
         """``head_config.json`` and ``head.safetensors`` (the head's own weights only)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.head_config), indent=1) + "\n")
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE))
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(asdict(self.head_config), indent=1) + "\n")
 
 
 def is_head_dir(path: str | Path) -> bool:
