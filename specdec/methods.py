@@ -6,7 +6,9 @@ Every entry takes a :class:`Request` and returns a :class:`~specdec.engine.stats
 feature head reading the target's hidden states, :mod:`specdec.models.feature_head`), ``"random"``
 (a randomly initialised model of the draft's shape, supplied by the study) or ``"none"``. ``study_n``
 says which cells of the study's N experiment it gets: one per N of the grid, one at the fixed N,
-one ``auto`` or one ``default`` (HF's own settings).
+one ``auto`` or one ``default`` (HF's own settings). ``modes`` says whether it runs eager, compiled
+(static caches and compiled forwards, :mod:`specdec.engine.forward`) or both: a request's
+``compiler`` (None: eager) applies to every model the method runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
+from .baselines.hf_static import hf_static_generate
 from .engine.drafters import FeatureHeadDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
@@ -34,6 +37,7 @@ class Request:
     seed: int | None = None
     eos_token_id: int | Iterable[int] | None = None
     on_step: StepCallback | None = None
+    compiler: Any | None = None  # a specdec.engine.forward.Compiler: run compiled
 
     def common(self) -> dict:
         return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed,
@@ -50,6 +54,7 @@ class Method:
     draft: Literal["model", "head", "random", "none"] = "model"
     study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
     streams: bool = True  # reports each step through ``on_step``
+    modes: Literal["both", "eager", "compiled"] = "both"
 
 
 def _fixed_n(req: Request, default: int = 4) -> int:
@@ -57,37 +62,49 @@ def _fixed_n(req: Request, default: int = 4) -> int:
 
 
 def _baseline(req: Request) -> GenerationResult:
-    return autoregressive_generate(req.target, req.input_ids, **req.common())
+    return autoregressive_generate(req.target, req.input_ids, compile=req.compiler, **req.common())
 
 
 def _speculative(req: Request) -> GenerationResult:
     n = 4 if req.n is None else req.n  # an integer, or "auto"
     return speculative_generate(req.target, req.draft, req.input_ids, num_draft_tokens=n,
-                                on_step=req.on_step, **req.common())
+                                on_step=req.on_step, compile=req.compiler, **req.common())
 
 
 def _auto(req: Request) -> GenerationResult:
     return speculative_generate(req.target, req.draft, req.input_ids, num_draft_tokens="auto",
-                                on_step=req.on_step, **req.common())
+                                on_step=req.on_step, compile=req.compiler, **req.common())
 
 
 def _prompt_lookup(req: Request) -> GenerationResult:
     return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=_fixed_n(req),
-                                drafter=PromptLookupDrafter(), on_step=req.on_step, **req.common())
+                                drafter=PromptLookupDrafter(), on_step=req.on_step, compile=req.compiler,
+                                **req.common())
 
 
 def _eagle(req: Request) -> GenerationResult:
     n = 4 if req.n is None else req.n  # an integer, or "auto"
     return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=n,
-                                drafter=FeatureHeadDrafter(req.draft), on_step=req.on_step, **req.common())
+                                drafter=FeatureHeadDrafter(req.draft), on_step=req.on_step,
+                                compile=req.compiler, **req.common())
+
+
+def _hf_static(req: Request) -> GenerationResult:
+    if req.compiler is None:
+        raise ValueError("method hf-static runs compiled only (--compile)")
+    return hf_static_generate(req.target, req.input_ids, compiler=req.compiler, **req.common())
 
 
 def _hf_assisted(req: Request) -> GenerationResult:
+    if req.compiler is not None:
+        raise ValueError("HF assisted generation cannot run compiled: it forces a dynamic cache")
     n = None if req.n in (None, "auto", "default") else int(req.n)
     return hf_assisted_generate(req.target, req.draft, req.input_ids, n, **req.common())
 
 
 def _hf_default(req: Request) -> GenerationResult:
+    if req.compiler is not None:
+        raise ValueError("HF assisted generation cannot run compiled: it forces a dynamic cache")
     return hf_assisted_generate(req.target, req.draft, req.input_ids, None, **req.common())
 
 
@@ -105,9 +122,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
-           streams=False),
+           streams=False, modes="eager"),
     Method("hf-default", "HF assisted generation with HF's default settings", _hf_default,
-           study_n="default", streams=False),
+           study_n="default", streams=False, modes="eager"),
+    Method("hf-static", "HF generate over a static cache with its compiled forward (the compiled baseline's peer)",
+           _hf_static, draft="none", study_n="fixed", streams=False, modes="compiled"),
 )}
 
 # Methods the study can add to its N experiment beside our fixed-N rows (the baseline is always run).

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel
 
+from ..engine.forward import Compiler
 from ..engine.stats import GenerationStats
 from .calibration import CalibrationCache, Costs, default_calibration_cache
 from .theory import best_n
@@ -105,22 +106,42 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
-                alpha_ceiling: float = 0.9) -> AutoPolicy:
+                alpha_ceiling: float = 0.9, compiler: Compiler | None = None) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
-    measured once per pair/dtype/device through ``calibration_cache`` (an in-process one by
-    default), which also keeps the pair's policy, so later generations start from its α̂.
+    measured once per pair/dtype/device (and eager or compiled) through ``calibration_cache`` (an
+    in-process one by default), which also keeps the pair's policy, so later generations start
+    from its α̂. Compiled, N stops at the largest compiled verify block and each N is priced at
+    the block it pads up to (:func:`padded_costs`).
     """
     settings = dict(n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight, decay=decay,
                     probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
     if costs is not None:
         return AutoPolicy(costs, **settings)
     cache = default_calibration_cache() if calibration_cache is None else calibration_cache
-    ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
-    costs = cache.get_or_measure(target, draft, input_ids, ns=ns, repeats=AUTO_REPEATS, warmup=AUTO_WARMUP)
-    key = cache.key(target, draft)[0]
+    if compiler is None:
+        ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
+    else:
+        n_max = settings["n_max"] = min(n_max, compiler.max_draft)
+        ns = tuple(r - 1 for r in compiler.block_rows if 1 <= r - 1 <= n_max) or (1,)
+    costs = cache.get_or_measure(target, draft, input_ids, ns=ns, repeats=AUTO_REPEATS, warmup=AUTO_WARMUP,
+                                 compiler=compiler)
+    if compiler is not None:
+        costs = padded_costs(costs, n_max)
+    key = cache.key(target, draft, compiler is not None)[0]
     policy = cache.policies.get(key)
-    if policy is None or policy.costs is not costs or any(getattr(policy, k) != v for k, v in settings.items()):
+    if policy is None or policy.costs != costs or any(getattr(policy, k) != v for k, v in settings.items()):
         policy = cache.policies[key] = AutoPolicy(costs, **settings)
     return policy
+
+
+def padded_costs(costs: Costs, n_max: int) -> Costs:
+    """``costs`` with v(N) for every N in 1..n_max set to that of the smallest measured N' >= N
+    (a compiled verify of N drafts runs the graph of N' + 1 rows)."""
+    measured = sorted(n for n in costs.verify_cost if n > 0)
+    verify = {0: 1.0}
+    for n in range(1, n_max + 1):
+        up = next((m for m in measured if m >= n), measured[-1])
+        verify[n] = costs.verify_cost[up]
+    return Costs(costs.target_step_s, costs.draft_step_s, costs.c, verify)

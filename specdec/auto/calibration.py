@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
-from ..engine.cache import crop_to
+from ..engine.forward import Compiler, Forward
 from ..engine.timing import timed
 from ..files import atomic_write_json, default_cache_dir
 
@@ -49,33 +49,32 @@ class Costs:
                    {int(k): float(v) for k, v in d["verify_cost"].items()})
 
 
-def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor) -> DynamicCache:
-    cache = DynamicCache(config=model.config)
-    model(prompt_ids.to(model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return cache
+def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor, compiler: Compiler | None, room: int) -> Forward:
+    forward = Forward.for_lm(model, compiler, prompt_ids.shape[1] + room)
+    forward(prompt_ids.to(model.device), logits_to_keep=1)
+    return forward
 
 
-def _forward_s(model: PreTrainedModel, cache: DynamicCache, block: torch.Tensor, timer: Timer,
-               logits_to_keep: int = 0) -> float:
-    """Seconds of one cached forward over ``block``; the cache is cropped back to where it was."""
-    base = cache.get_seq_length()
-    _, elapsed = timer(lambda: model(block, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep),
-                       block.device)
-    crop_to(cache, base)
+def _forward_s(forward: Forward, block: torch.Tensor, timer: Timer, logits_to_keep: int = 0) -> float:
+    """Seconds of one cached forward over ``block``; the cache is rolled back to where it was."""
+    base = forward.length
+    _, elapsed = timer(lambda: forward(block, logits_to_keep=logits_to_keep or None), block.device)
+    forward.rollback(base)
     return elapsed
 
 
 @torch.inference_mode()
 def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt_ids: torch.Tensor,
                   ns: Iterable[int] = range(1, 17), repeats: int = 5, warmup: int = 2,
-                  timer: Timer = timed) -> Costs:
+                  timer: Timer = timed, compiler: Compiler | None = None) -> Costs:
     """Time p's and q's one-token decode and p's (N+1)-token verify pass after a prefilled prompt.
 
     Interleaved: each of ``warmup + repeats`` rounds times every shape once (1 token, each N + 1,
     the draft's token), so a drift of the machine's speed hits all of them alike; each cost is a
     ratio of medians over the measured rounds. Forwards: 2 prefills + (warmup + repeats) ×
     (2 + len(ns)). ``draft`` None (a drafter without a model, e.g. prompt lookup) gives c = 0.
-    ``verify_cost[0] = 1``.
+    ``verify_cost[0] = 1``. With ``compiler``, both run compiled over static caches (the
+    first round compiles any graph not yet made: keep ``warmup`` >= 1).
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
@@ -83,16 +82,16 @@ def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt
     if any(n < 1 for n in ns):
         raise ValueError(f"ns must be >= 1, got {ns}")
     last = prompt_ids[:, -1:].to(target.device)
-    cache = _prefill(target, prompt_ids)
-    dcache = _prefill(draft, prompt_ids) if draft is not None else None
+    cache = _prefill(target, prompt_ids, compiler, max(ns) + 1)
+    dcache = _prefill(draft, prompt_ids, compiler, 1) if draft is not None else None
     times: dict[str, list[float]] = {"target": [], "draft": [], **{f"v{n}": [] for n in ns}}
     for i in range(warmup + repeats):
         # The engine's verify pass keeps all logits; a one-token target decode is the same call.
-        round_ = {"target": _forward_s(target, cache, last, timer)}
+        round_ = {"target": _forward_s(cache, last, timer)}
         for n in ns:
-            round_[f"v{n}"] = _forward_s(target, cache, last.repeat(1, n + 1), timer)
+            round_[f"v{n}"] = _forward_s(cache, last.repeat(1, n + 1), timer)
         if dcache is not None:
-            round_["draft"] = _forward_s(draft, dcache, last.to(draft.device), timer, logits_to_keep=1)
+            round_["draft"] = _forward_s(dcache, last.to(draft.device), timer, logits_to_keep=1)
         if i >= warmup:
             for k, t in round_.items():
                 times[k].append(t)
@@ -145,16 +144,16 @@ class CalibrationCache:
             self._unnamed[model] = f"unnamed:{uuid.uuid4().hex}"
         return f"{self._unnamed[model]}|{where}", False
 
-    def key(self, target: PreTrainedModel, draft: PreTrainedModel | None) -> tuple[str, bool]:
-        """(key, persistable) of a pair: both models' keys."""
+    def key(self, target: PreTrainedModel, draft: PreTrainedModel | None, compiled: bool = False) -> tuple[str, bool]:
+        """(key, persistable) of a pair: both models' keys, and whether they run compiled."""
         (kt, pt), (kd, pd) = self.model_key(target), self.model_key(draft)
-        return f"target={kt};draft={kd}", pt and pd
+        return f"target={kt};draft={kd}" + (";compiled" if compiled else ""), pt and pd
 
-    def get(self, target: PreTrainedModel, draft: PreTrainedModel | None) -> Costs | None:
-        return self.entries.get(self.key(target, draft)[0])
+    def get(self, target: PreTrainedModel, draft: PreTrainedModel | None, compiled: bool = False) -> Costs | None:
+        return self.entries.get(self.key(target, draft, compiled)[0])
 
-    def put(self, target: PreTrainedModel, draft: PreTrainedModel | None, costs: Costs) -> None:
-        key, persistable = self.key(target, draft)
+    def put(self, target: PreTrainedModel, draft: PreTrainedModel | None, costs: Costs, compiled: bool = False) -> None:
+        key, persistable = self.key(target, draft, compiled)
         self.entries[key] = costs
         if persistable:
             self._persisted.add(key)
@@ -163,11 +162,13 @@ class CalibrationCache:
 
     def get_or_measure(self, target: PreTrainedModel, draft: PreTrainedModel | None,
                        prompt_ids: torch.Tensor, **measure_kwargs) -> Costs:
-        """Cached costs for the pair, measuring them (``measure_costs``) on first use."""
-        costs = self.get(target, draft)
+        """Cached costs for the pair, measuring them (``measure_costs``) on first use; compiled
+        costs (``compiler=...``) are kept apart from eager ones."""
+        compiled = measure_kwargs.get("compiler") is not None
+        costs = self.get(target, draft, compiled)
         if costs is None:
             costs = measure_costs(target, draft, prompt_ids, **measure_kwargs)
-            self.put(target, draft, costs)
+            self.put(target, draft, costs, compiled)
         return costs
 
 

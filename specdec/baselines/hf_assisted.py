@@ -60,6 +60,23 @@ def _pinned_config(draft: PreTrainedModel, n: int | None):
     return config
 
 
+def hf_generate_kwargs(target: PreTrainedModel, eos_token_id: int | Iterable[int] | None, temperature: float,
+                       top_k: int, top_p: float, seed: int | None) -> dict:
+    """``generate`` keyword arguments for our settings: EOS (None: never stop), padding, greedy or
+    sampling (torch's global RNG seeded with ``seed``: ``generate`` takes no generator)."""
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else (
+        None if eos_token_id is None else [int(t) for t in eos_token_id])
+    pad = target.generation_config.pad_token_id
+    if pad is None:
+        pad = eos[0] if eos else 0
+    sampling = {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+    if temperature > 0:
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        if seed is not None:
+            torch.manual_seed(seed)
+    return {"eos_token_id": eos, "pad_token_id": pad, **sampling}
+
+
 def hf_assisted_generate(
     target: PreTrainedModel,
     draft: PreTrainedModel,
@@ -80,16 +97,7 @@ def hf_assisted_generate(
     RNG, seeded with ``seed`` when given: HF's ``generate`` takes no generator.
     """
     validate_request(target, input_ids, max_new_tokens)
-    eos = [eos_token_id] if isinstance(eos_token_id, int) else (
-        None if eos_token_id is None else [int(t) for t in eos_token_id])
-    pad = target.generation_config.pad_token_id
-    if pad is None:
-        pad = eos[0] if eos else 0
-    sampling = {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
-    if temperature > 0:
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-        if seed is not None:
-            torch.manual_seed(seed)
+    kwargs = hf_generate_kwargs(target, eos_token_id, temperature, top_k, top_p, seed)
     original = draft.generation_config
     draft.generation_config = _pinned_config(draft, num_draft_tokens)
     stats = GenerationStats(phases_timed=False)
@@ -97,7 +105,7 @@ def hf_assisted_generate(
         with _ForwardCounter(target) as p_calls, _ForwardCounter(draft) as q_calls:
             out, stats.decode_s = timed(lambda: target.generate(
                 input_ids, attention_mask=torch.ones_like(input_ids), assistant_model=draft,
-                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, **sampling), input_ids.device)
+                max_new_tokens=max_new_tokens, **kwargs), input_ids.device)
     finally:
         draft.generation_config = original
     stats.target_forwards, stats.draft_forwards = p_calls.count, q_calls.count

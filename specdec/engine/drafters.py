@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
-from .cache import crop_to
+from .forward import Compiler, Forward
 from .sampling import SamplingParams, probs_from_logits, sample
 
 
@@ -36,8 +36,9 @@ class Drafter(ABC):
     wants_hidden_states: bool = False  # commit() then receives the target's hidden states
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
-              generator: torch.Generator | None) -> None:
-        """Reset for a new prompt (1, L); prefill whatever state the drafter keeps."""
+              generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0) -> None:
+        """Reset for a new prompt (1, L) of a generation reaching ``max_len`` tokens; a drafter with
+        a model runs it through ``compiler`` when given (static cache, compiled forward)."""
         self.params, self.vocab_size, self.generator = params, vocab_size, generator
         self.forwards = 0
 
@@ -76,20 +77,19 @@ class ModelDrafter(Drafter):
         self.min_confidence = min_confidence
         self.early_stops = 0
 
-    def start(self, prompt_ids, params, vocab_size, generator) -> None:
-        super().start(prompt_ids, params, vocab_size, generator)
+    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
+        super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
         self.early_stops = 0
-        self.cache = DynamicCache(config=self.model.config)
+        self.forward = Forward.for_lm(self.model, compiler, max(max_len, prompt_ids.shape[1]))
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         self.forwards += 1
-        out = self.model(ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1, : self.vocab_size]
+        return self.forward(ids, logits_to_keep=1).logits[0, -1, : self.vocab_size]
 
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         # The cache lags by whatever was committed since the last draft (the whole prompt on the
         # first call, plain steps, the last draft after a fully accepted step): feed it all.
-        feed = committed[:, self.cache.get_seq_length():]
+        feed = committed[:, self.forward.length:]
         tokens, qs = [], []
         for _ in range(n):
             logits = self._forward(feed)
@@ -107,7 +107,7 @@ class ModelDrafter(Drafter):
         return Draft(draft_tokens, torch.stack(qs) if qs else None)
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
-        crop_to(self.cache, committed_len - 1)
+        self.forward.rollback(committed_len - 1)
 
 
 class FeatureHeadDrafter(Drafter):
@@ -124,14 +124,14 @@ class FeatureHeadDrafter(Drafter):
     def __init__(self, head: torch.nn.Module) -> None:
         self.model = head
 
-    def start(self, prompt_ids, params, vocab_size, generator) -> None:
-        super().start(prompt_ids, params, vocab_size, generator)
-        self.cache = DynamicCache(config=self.model.config)
+    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
+        super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
+        self.forward = Forward(self.model, compiler, max(max_len, prompt_ids.shape[1]), fn=self.model.step)
         self.real = 0  # head cache entries fed with the target's features
         self.pending = []  # fused features of positions real.. not yet fed, (1, rows, H) each
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
-        crop_to(self.cache, self.real)
+        self.forward.rollback(self.real)
         if hidden_states is not None:
             have = self.real + sum(f.shape[1] for f in self.pending)
             rows = committed_len - 1 - first_position  # rows of tokens now committed, the last one excepted
@@ -141,7 +141,7 @@ class FeatureHeadDrafter(Drafter):
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         last = committed.shape[1] - 1
         feats = torch.cat(self.pending, dim=1)  # features of positions real .. last - 1
-        hidden = self.model.step(feats, committed[:, self.real + 1: last + 1], self.cache)[:, -1:]
+        hidden = self.forward(feats, committed[:, self.real + 1: last + 1])[:, -1:]
         self.forwards += 1
         self.real, self.pending = last, []
         tokens, qs = [], []
@@ -151,7 +151,7 @@ class FeatureHeadDrafter(Drafter):
             if q is not None:
                 qs.append(q)
             if i + 1 < n:  # the head's output stands in for the feature the target has not computed
-                hidden = self.model.step(hidden, token.view(1, 1), self.cache)
+                hidden = self.forward(hidden, token.view(1, 1))
                 self.forwards += 1
         return Draft(torch.stack(tokens), torch.stack(qs) if qs else None)
 

@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Iterable
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..auto.autotune import auto_policy
-from .cache import crop_to
 from .drafters import Draft, Drafter, ModelDrafter
+from .forward import Compiler, Forward, resolve_compiler
 from .sampling import SamplingParams, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
@@ -80,17 +80,23 @@ def autoregressive_generate(
     generator: torch.Generator | None = None,
     eos_token_id: int | Iterable[int] | None = None,
     tokenizer=None,
+    compile: bool | Compiler = False,
 ) -> GenerationResult:
-    """One target forward per token with a KV cache; greedy output equals ``model.generate``."""
+    """One target forward per token with a KV cache; greedy output equals ``model.generate``.
+
+    ``compile``: a static cache and compiled one-token forward (:mod:`specdec.engine.forward`),
+    like ``model.generate`` with ``cache_implementation="static"`` and a compiled forward.
+    """
     validate_request(model, input_ids, max_new_tokens)
+    compiler = resolve_compiler(compile)
     params = SamplingParams(temperature, top_k, top_p)
     device = input_ids.device
     gen = _generator(seed, generator, device)
     eos = _eos_set(eos_token_id)
     stats = GenerationStats()
-    cache = DynamicCache(config=model.config)
     t0 = time.perf_counter()
-    logits = model(input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    forward = Forward.for_lm(model, compiler, input_ids.shape[1] + max_new_tokens)
+    logits = forward(input_ids, logits_to_keep=1).logits[:, -1]
     token = _choose(logits, params, gen)
     sync(device)
     t1 = time.perf_counter()
@@ -99,7 +105,7 @@ def autoregressive_generate(
     for _ in range(max_new_tokens - 1):
         if stopped:
             break
-        logits = model(token.view(1, 1), past_key_values=cache, use_cache=True).logits[:, -1]
+        logits = forward(token.view(1, 1)).logits[:, -1]
         token = _choose(logits, params, gen)
         out.append(token)
         stopped = bool(eos) and int(token) in eos
@@ -131,6 +137,7 @@ def speculative_generate(
     drafter: Drafter | None = None,
     min_draft_confidence: float = 0.0,
     on_step: StepCallback | None = None,
+    compile: bool | Compiler = False,
 ) -> GenerationResult:
     """Lossless speculative decoding: greedy output equals the target's greedy output, sampled
     output keeps the target's distribution.
@@ -141,16 +148,18 @@ def speculative_generate(
     or ``"auto"`` to choose N each step from measured costs and running acceptance
     (:mod:`specdec.auto.autotune`), or a callable ``policy(stats) -> N`` (0 = a plain target step),
     e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
-    each step's accepted drafts and the target's own token, for streaming.
+    each step's accepted drafts and the target's own token, for streaming. ``compile``: static
+    caches and compiled forwards for the target and the drafter (:mod:`specdec.engine.forward`).
     """
     validate_request(target, input_ids, max_new_tokens)
+    compiler = resolve_compiler(compile)
     params = SamplingParams(temperature, top_k, top_p)
     if drafter is None:
         if draft is None:
             raise ValueError("speculative_generate needs a draft model or a drafter")
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
-    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids)
+    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler)
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -161,11 +170,11 @@ def speculative_generate(
     seq[:, :prompt_len] = input_ids
 
     t0 = time.perf_counter()
-    cache = DynamicCache(config=target.config)
-    out = target(input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1, output_hidden_states=features)
+    forward = Forward.for_lm(target, compiler, prompt_len + max_new_tokens)
+    out = forward(input_ids, logits_to_keep=1, output_hidden_states=features)
     seq[0, prompt_len] = _choose(out.logits[0, -1, :vocab], params, gen)
     pos, stats.target_forwards = prompt_len + 1, 1  # committed length; cache holds pos - 1
-    drafter.start(input_ids, params, vocab, gen)
+    drafter.start(input_ids, params, vocab, gen, compiler, prompt_len + max_new_tokens)
     drafter.commit(pos, out.hidden_states, 0)
     sync(device)
     t1 = time.perf_counter()
@@ -180,7 +189,7 @@ def speculative_generate(
         k = len(proposal)
         # 2. Verify: one target pass over [last committed, d1 .. dk].
         block = torch.cat([seq[:, pos - 1: pos], proposal.tokens.view(1, k)], dim=1)
-        out = target(block, past_key_values=cache, use_cache=True, output_hidden_states=features)
+        out = forward(block, output_hidden_states=features)
         logits = out.logits[0, :, :vocab]
         # 3. Accept: the kept drafts plus the target's correction or bonus token.
         if k == 0:
@@ -197,8 +206,8 @@ def speculative_generate(
                 new, done = new[: stop_at + 1], True
         seq[0, pos: pos + len(new)] = torch.tensor(new, dtype=seq.dtype)
         pos, block_start = pos + len(new), pos - 1
-        # 4. Crop both caches back to the committed length - 1 (the rule in specdec.engine.cache).
-        crop_to(cache, pos - 1)
+        # 4. Roll both caches back to the committed length - 1 (the rules in specdec.engine.cache).
+        forward.rollback(pos - 1)
         drafter.commit(pos, out.hidden_states, block_start)
         # 5. Record.
         stats.target_forwards += 1
@@ -216,9 +225,9 @@ def speculative_generate(
     return GenerationResult.finish(seq[0, prompt_len:pos].tolist(), stats, tokenizer)
 
 
-def _n_policy(num_draft_tokens, target, draft, input_ids) -> NPolicy:
+def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None) -> NPolicy:
     if num_draft_tokens == "auto":
-        return auto_policy(target, draft, input_ids)
+        return auto_policy(target, draft, input_ids, compiler=compiler)
     if callable(num_draft_tokens):
         return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):

@@ -139,14 +139,14 @@ class FeatureHead(nn.Module):
         picked = [hidden_states[i] for i in self.head_config.feature_layers]
         return picked[0] if self.fuse is None else self.fuse(torch.cat(picked, dim=-1))
 
-    def step(self, features: torch.Tensor, next_tokens: torch.Tensor, cache: Any = None,
-             position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, features: torch.Tensor, next_tokens: torch.Tensor, past_key_values: Any = None,
+             position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted next features (B, T, H) from features g_t (B, T, H) and tokens x_{t+1} (B, T);
         positions follow the cache unless ``position_ids`` are given (training's unrolled steps)."""
         embeds = self.target_embed[0](next_tokens).to(features.dtype)
         x = self.fc(torch.cat([embeds, features], dim=-1))
-        return self.body(inputs_embeds=x, past_key_values=cache, use_cache=cache is not None,
-                         position_ids=position_ids).last_hidden_state
+        return self.body(inputs_embeds=x, past_key_values=past_key_values, use_cache=past_key_values is not None,
+                         position_ids=position_ids, attention_mask=attention_mask).last_hidden_state
 
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the head's own columns (``draft_vocab``, or the full vocabulary)."""
@@ -164,11 +164,11 @@ class FeatureHead(nn.Module):
         return full.index_copy_(-1, self.vocab_ids, small)
 
     def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = True,
-                logits_to_keep: int = 0, **_: Any) -> CausalLMOutputWithPast:
+                logits_to_keep: int = 0, attention_mask: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:
         """A causal LM's call with zero features: the same work as a drafting step, for timing."""
         feats = torch.zeros(*input_ids.shape, self.head_config.target_hidden_size,
                             dtype=self.fc.weight.dtype, device=input_ids.device)
-        hidden = self.step(feats, input_ids, past_key_values if use_cache else None)
+        hidden = self.step(feats, input_ids, past_key_values if use_cache else None, attention_mask=attention_mask)
         return CausalLMOutputWithPast(logits=self.logits(hidden[:, -logits_to_keep:]), past_key_values=past_key_values)
 
     def save(self, directory: str | Path) -> None:

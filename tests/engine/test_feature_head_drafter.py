@@ -74,12 +74,12 @@ def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt):
             rejections += n_acc < len(draft)
             committed = torch.cat([committed, draft.tokens[:n_acc].view(1, -1), argmax[n_acc].view(1, 1)], 1)
             live.commit(committed.shape[1], tuple(h[:, start:] for h in out.hidden_states), start)
-            assert live.cache.get_seq_length() == start  # the drafted entries are gone
+            assert live.forward.cache.get_seq_length() == start  # the drafted entries are gone
             fresh = fresh_drafter(committed)
             draft, reference = live.propose(committed, 4), fresh.propose(committed, 4)
             assert draft.tokens.tolist() == reference.tokens.tolist()
-            assert live.cache.get_seq_length() == fresh.cache.get_seq_length()
-            for la, lb in zip(live.cache.layers, fresh.cache.layers):
+            assert live.forward.cache.get_seq_length() == fresh.forward.cache.get_seq_length()
+            for la, lb in zip(live.forward.cache.layers, fresh.forward.cache.layers):
                 torch.testing.assert_close(la.keys, lb.keys, rtol=1e-4, atol=1e-5)
                 torch.testing.assert_close(la.values, lb.values, rtol=1e-4, atol=1e-5)
         assert rejections > 0  # a random head: rejections happened, so rollback was exercised
