@@ -93,6 +93,9 @@ def run_parser(prog: str = "specdec run") -> Parser:
     p.add_argument("--repeats", type=int)
     p.add_argument("--warmup", type=int)
     p.add_argument("--prompts-per-cell", dest="prompts_per_cell", type=int)
+    p.add_argument("--compile", default="off", choices=["off", "on", "both"],
+                   help="on: static KV caches and compiled forwards for the baseline and every candidate; "
+                        "both: each cell eager and compiled (compile time is reported apart)")
     p.add_argument("--quick", action="store_true", help="small grid (a few minutes on CPU)")
     p.add_argument("--resume", action="store_true", help="skip cells already in --output")
     p.add_argument("--no-progress", action="store_true")
@@ -121,7 +124,8 @@ def study_config(args):
     target, draft = pair_specs(args)
     head = args.head or default_head(target) or ""
     if args.methods is None:
-        methods = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head" or head)
+        methods = tuple(m for m in STUDY_EXTRAS if (METHODS[m].draft != "head" or head)
+                        and (METHODS[m].modes != "compiled" or args.compile != "off"))
     else:
         methods = _names(args.methods, "methods", STUDY_EXTRAS)
         if any(METHODS[m].draft == "head" for m in methods) and not head:
@@ -140,7 +144,7 @@ def study_config(args):
         max_tokens=parse_int_grid(pick("max_tokens"), "max-tokens"),
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),
         fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
-        fixed_n=args.fixed_n, methods=methods)
+        fixed_n=args.fixed_n, methods=methods, compile=args.compile)
     cfg.validate()
     return cfg
 
@@ -194,6 +198,10 @@ def cmd_run(argv: list[str]) -> int:
     if args.resume:
         check_resume(cfg, out)
     check_context(cfg.target, cfg.longest_request())
+    if cfg.compile != "off":
+        from .engine.forward import check_compile
+
+        check_compile(cfg.device)
     set_threads(args.threads)
     quiet_loading()
     t0 = time.perf_counter()
@@ -241,6 +249,8 @@ def cmd_generate(argv: list[str]) -> int:
                    + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    p.add_argument("--compile", action="store_true",
+                   help="static KV caches and compiled forwards (one untimed warm-up generation compiles them)")
     args = p.parse_args(argv)
     if args.method == "autoregressive":
         args.method = "baseline"

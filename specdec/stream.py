@@ -74,6 +74,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
 
     import torch
 
+    from .engine.forward import Compiler, check_compile, use_compiled_attention
     from .methods import METHODS, Request
     from .models import check_pair, load_head, load_model
     from .models.device import dtype_name, resolve_device
@@ -88,6 +89,8 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     if method.draft == "head" and head is None:
         raise ValueError(f"--method {args.method} needs --head DIR: no feature head is bundled for {args.big_model!r}")
     device = resolve_device(args.device)
+    if getattr(args, "compile", False):
+        check_compile(device)
     dtype = dtype_name(args.dtype, device)
     target = load_model(args.big_model, device=str(device), dtype=dtype)
     if target.tokenizer is None:
@@ -99,10 +102,17 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     elif method.draft == "head":
         draft = load_head(head, target)
     ids = torch.tensor([chat_prompt_ids(target.tokenizer, args.prompt, args.raw)], device=device)
+    compiler, compile_s = None, 0.0
+    if getattr(args, "compile", False):
+        compiler = Compiler()
+        for model in (target.model, draft.model if draft is not None else None):
+            if model is not None:
+                use_compiled_attention(model)
+        compile_s = warm_up(method, target.model, draft.model if draft is not None else None, ids, args, compiler)
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
-                  on_step=printer)
+                  on_step=printer, compiler=compiler)
     t0 = time.perf_counter()
     result = method.run(req)
     wall = time.perf_counter() - t0
@@ -111,4 +121,18 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     else:
         out.write(target.tokenizer.decode(result.tokens, skip_special_tokens=True) + "\n")
     out.write(summary_line(result.stats, wall) + "\n")
+    if compiler is not None:
+        out.write(f"compiled: {len(compiler.records)} graphs in {compile_s:.1f} s before the timed run\n")
     return 0
+
+
+def warm_up(method: Any, target: Any, draft: Any, ids: Any, args: Any, compiler: Any) -> float:
+    """One untimed generation that compiles every graph the timed one will use; its seconds."""
+    import time
+
+    from .methods import Request
+
+    t0 = time.perf_counter()
+    method.run(Request(target, draft, ids, args.n, args.max_new_tokens, temperature=args.temperature,
+                       seed=args.seed, eos_token_id=None, compiler=compiler))
+    return time.perf_counter() - t0

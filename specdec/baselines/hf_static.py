@@ -53,6 +53,7 @@ def hf_static_generate(
     kv = compiler.static_cache(target, target.config, cache_len)
     config = hf_compile_config(device)
 
+    @torch.inference_mode()  # as our loops run (the shared static cache holds inference tensors)
     def run():
         return target.generate(input_ids, attention_mask=torch.ones_like(input_ids), past_key_values=kv.cache,
                                compile_config=config, max_new_tokens=max_new_tokens, **kwargs)

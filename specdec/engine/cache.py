@@ -30,8 +30,9 @@ def crop_to(cache: Cache, length: int) -> None:
 def set_write_position(cache: StaticCache, length: int) -> None:
     """Static rule: the next write goes to position ``length`` (each layer's ``cumulative_length``,
     the public counter transformers writes at and derives positions from)."""
-    for layer in cache.layers:
-        layer.cumulative_length.fill_(length)
+    with torch.inference_mode():  # the counters may be inference tensors (made inside our loops)
+        for layer in cache.layers:
+            layer.cumulative_length.fill_(length)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from ..methods import METHODS, STUDY_EXTRAS
 from .prompts import NATURAL_LENGTH, PROMPT_SETS
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
+COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}  # --compile: which modes each cell runs in
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,18 @@ class StudyConfig:
     fixed_prompt_len: int = 128
     fixed_max_tokens: int = 64
     fixed_n: int = 4
-    methods: tuple[str, ...] = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head")  # eagle needs a head
+    # eagle needs a head; hf-static needs a compiled mode
+    methods: tuple[str, ...] = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head" and METHODS[m].modes != "compiled")
+    compile: str = "off"  # "on": static caches + compiled forwards for baseline and candidates; "both": each cell twice
+
+    def compiled_modes(self) -> tuple[bool, ...]:
+        return COMPILE_MODES[self.compile]
+
+    def block_rows(self) -> tuple[int, ...]:
+        """The block shapes a compiled run compiles: the one-token decode, a drafter's 2-token
+        catch-up, and N + 1 for every N of the grid (auto N picks among these)."""
+        ns = {n for n in (*self.ns, self.fixed_n) if n != "auto"}
+        return tuple(sorted({1, 2, *(n + 1 for n in ns)}))
 
     def fingerprint(self) -> dict:
         """JSON-safe form used to refuse resuming a CSV written by another configuration."""
@@ -48,6 +60,10 @@ class StudyConfig:
         for name in self.methods:
             if name not in STUDY_EXTRAS:
                 raise ValueError(f"unknown method {name!r}; choose from {', '.join(STUDY_EXTRAS)}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {self.compile!r}; choose from {', '.join(COMPILE_MODES)}")
+        if "hf-static" in self.methods and not any(self.compiled_modes()):
+            raise ValueError("method hf-static is the compiled baseline's reference: it needs --compile on or both")
         if self.prompt_set not in PROMPT_SETS:
             raise ValueError(f"unknown prompt set {self.prompt_set!r}; choose from {', '.join(PROMPT_SETS)}")
         if self.prompt_set != "study" and "prompt_length" in self.experiments:
@@ -85,24 +101,36 @@ class Cell:
     prompt_len: int
     max_new_tokens: int
     n_draft: int | str  # an integer, "auto", or "default" (HF's own settings)
+    compiled: bool = False  # baseline and candidate both run compiled (static caches)
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
     """Every cell of the configured experiments, in run order (N cells per :data:`~specdec.methods.METHODS`);
     cells of a natural-length prompt set have prompt length ``NATURAL_LENGTH`` (0)."""
     out: list[Cell] = []
+    for compiled in cfg.compiled_modes():
+        out += _cells(cfg, compiled)
+    return out
+
+
+def _cells(cfg: StudyConfig, compiled: bool) -> list[Cell]:
+    out: list[Cell] = []
     numeric_ns = [n for n in cfg.ns if n != "auto"]
     fixed_len = cfg.fixed_prompt_len if cfg.prompt_set == "study" else NATURAL_LENGTH
+    mode = "compiled" if compiled else "eager"
     if "prompt_length" in cfg.experiments:
-        out += [Cell("prompt_length", "speculative", L, cfg.fixed_max_tokens, cfg.fixed_n) for L in cfg.prompt_lengths]
+        out += [Cell("prompt_length", "speculative", L, cfg.fixed_max_tokens, cfg.fixed_n, compiled)
+                for L in cfg.prompt_lengths]
     if "max_tokens" in cfg.experiments:
-        out += [Cell("max_tokens", "speculative", fixed_len, m, cfg.fixed_n) for m in cfg.max_tokens]
+        out += [Cell("max_tokens", "speculative", fixed_len, m, cfg.fixed_n, compiled) for m in cfg.max_tokens]
     if "n" in cfg.experiments:
         methods = ["speculative", *(m for m in STUDY_EXTRAS if m in cfg.methods)]
         if "auto" in cfg.ns and "auto" not in methods:
             methods.insert(1, "auto")
         for method in methods:
+            if METHODS[method].modes not in ("both", mode):
+                continue
             kind = METHODS[method].study_n
             ns = {"grid": numeric_ns, "fixed": [cfg.fixed_n], "auto": ["auto"], "default": ["default"]}[kind]
-            out += [Cell("n", method, fixed_len, cfg.fixed_max_tokens, n) for n in ns]
+            out += [Cell("n", method, fixed_len, cfg.fixed_max_tokens, n, compiled) for n in ns]
     return out

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .summary import frame, predicted_from_costs
+from .summary import compiled_mask, frame, predicted_from_costs
 
 FIGSIZE, DPI = (6.4, 4.0), 200
 # Fixed-N methods drawn per N: (method, label, x offset, colour)
@@ -19,6 +19,7 @@ PER_N = (("speculative", "ours, draft model", -0.03, "tab:blue"), ("eagle", "our
          ("hf-assisted", "HF assisted", 0.03, "tab:orange"))
 PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
               "acceptance_rate.png", "speedup.png")
+COMPILED_PLOT = "compiled_vs_eager.png"  # drawn when the run had compiled cells
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9,
                      "xtick.labelsize": 9, "ytick.labelsize": 9})
 
@@ -190,18 +191,57 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_compiled(df: pd.DataFrame, meta: dict, path: Path) -> None:
+    """ms per new token against N, eager and compiled, with both baselines, HF's static+compile
+    generate and the memory floor as lines: where the compiled path sits against the machine."""
+    df = df.assign(ms=1e3 * df.speculative_time_s / df.new_tokens, base_ms=1e3 * df.baseline_time_s / df.new_tokens)
+    compiled = compiled_mask(df)
+    sel = df[(df.experiment == "n")]
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for mode, mask, style in (("eager", ~compiled, "--"), ("compiled", compiled, "-")):
+        part = sel[mask[sel.index]]
+        for method, label, offset, color in PER_N:
+            rows = part[(part.method == method) & part.n_value.notna()]
+            if not rows.empty:
+                _errbar(ax, _stats(rows, "n_value", "ms"), f"{label}, {mode}", offset, color=color, linestyle=style)
+        if not part.empty:
+            ax.axhline(part.base_ms.median(), color="tab:gray", linestyle=style,
+                       label=f"baseline, {mode}: {part.base_ms.median():.1f} ms")
+    hf = sel[(sel.method == "hf-static") & compiled[sel.index]]
+    if not hf.empty:
+        ax.axhline(hf.ms.median(), color="tab:red", linestyle="-.", label=f"HF generate, static+compile: {hf.ms.median():.1f} ms")
+    floor = (meta.get("memory_floor") or {}).get("floor_ms")
+    if floor:
+        ax.axhline(floor, color="black", linestyle=":", label=f"memory floor (weights read once): {floor:.1f} ms")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("draft tokens per step N")
+    ax.set_ylabel("ms per new token, median and IQR")
+    ax.set_title(_title(sel if not sel.empty else df, "Compiled (static cache) against eager"))
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    _save(fig, path)
+
+
 def make_plots(csv_path: Path, out_dir: Path | None = None) -> list[Path]:
-    """Draw all five figures beside the CSV (or in ``out_dir``); return their paths."""
+    """Draw all five figures beside the CSV (or in ``out_dir``); return their paths. A run with eager
+    and compiled cells draws them from its eager rows and adds :data:`COMPILED_PLOT`."""
     csv_path = Path(csv_path)
     out_dir = Path(out_dir) if out_dir is not None else csv_path.parent
-    df = frame(pd.read_csv(csv_path, dtype={"n_draft": str, "outputs_match": str}))
+    df = frame(pd.read_csv(csv_path, dtype={"n_draft": str, "outputs_match": str, "compiled": str}))
     meta_file = csv_path.with_name(csv_path.stem + ".meta.json")
-    costs = json.loads(meta_file.read_text()).get("costs") if meta_file.exists() else None
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    costs = meta.get("costs")
     paths = [out_dir / name for name in PLOT_FILES]
     if df.empty:
         for p in paths:
             _empty(p, p.stem)
         return paths
+    compiled = compiled_mask(df)
+    if compiled.any():
+        plot_compiled(df, meta, out_dir / COMPILED_PLOT)
+        paths.append(out_dir / COMPILED_PLOT)
+        if not compiled.all():
+            df = df[~compiled]
     plot_length_effect(df, "prompt_length", "prompt_len", "prompt length (tokens)", paths[0])
     plot_length_effect(df, "max_tokens", "max_new_tokens", "new tokens generated (tokens)", paths[1])
     plot_n_effect(df, paths[2])

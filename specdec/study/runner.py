@@ -22,6 +22,8 @@ import torch
 
 from ..auto.autotune import auto_policy
 from ..auto.calibration import measure_costs
+from ..auto.floor import measure_memory_floor
+from ..engine.forward import Compiler, check_compile, use_compiled_attention
 from ..engine.loop import context_length
 from ..engine.stats import GenerationResult
 from ..engine.timing import timed
@@ -57,6 +59,14 @@ class Study:
     on_row: Callable[[Row], None] | None = None  # called after each row is written (tests)
     head: LoadedModel | None = None  # the feature head of the "eagle" method
     _random_draft: torch.nn.Module | None = field(default=None, repr=False)
+    _compiler: Compiler | None = field(default=None, repr=False)
+
+    @property
+    def compiler(self) -> Compiler:
+        """The run's compiler: one graph per block shape of the N grid (``cfg.block_rows``)."""
+        if self._compiler is None:
+            self._compiler = Compiler(block_rows=self.cfg.block_rows())
+        return self._compiler
 
     @property
     def device(self) -> torch.device:
@@ -90,41 +100,56 @@ class Study:
                 for p in prompts_for(self.target.tokenizer, self.cfg.prompt_set, length, count)]
 
     def calibrate_auto(self) -> dict[str, dict]:
-        """Per auto method, the costs auto N decides with (c, v(N)) and the seconds spent measuring them.
+        """Per auto method and mode, the costs auto N decides with (c, v(N)) and the seconds spent measuring them.
 
-        Auto N calibrates once per pair and process; doing it here keeps that one-off cost out of
+        Auto N calibrates once per pair, mode and process; doing it here keeps that one-off cost out of
         the timed pairs, and the meta JSON shows what the policy saw (its calibration is shorter
-        than the run's, so its c and v(N) can differ from the run's ``costs``).
+        than the run's, so its c and v(N) can differ from the run's ``costs``). Compiled, it is
+        measured over the compiled forwards (the first rounds also compile any graph not yet made).
         """
         out: dict[str, dict] = {}
-        auto_methods = sorted({c.method for c in cells(self.cfg) if c.n_draft == "auto"})
-        if not auto_methods:
+        auto_cells = sorted({(c.method, c.compiled) for c in cells(self.cfg) if c.n_draft == "auto"})
+        if not auto_cells:
             return out
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
-        for method in auto_methods:
+        for method, compiled in auto_cells:
             t0 = time.perf_counter()
-            costs = auto_policy(self.target.model, self.draft_for(method), ids).costs
-            out[method] = {"seconds": time.perf_counter() - t0, "c": costs.c,
-                           "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
+            costs = auto_policy(self.target.model, self.draft_for(method), ids,
+                                compiler=self.compiler if compiled else None).costs
+            out[method + (" compiled" if compiled else "")] = {
+                "seconds": time.perf_counter() - t0, "c": costs.c,
+                "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
         return out
 
-    def measure_costs(self) -> dict:
-        """c and v(N) of the pair over the N grid (:func:`~specdec.auto.calibration.measure_costs`)."""
+    def measure_costs(self, compiled: bool = False) -> dict:
+        """c and v(N) of the pair over the N grid (:func:`~specdec.auto.calibration.measure_costs`),
+        eager or compiled."""
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         ns = sorted({n for n in (*self.cfg.ns, self.cfg.fixed_n) if n != "auto"})
-        costs = measure_costs(self.target.model, self.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2)
+        costs = measure_costs(self.target.model, self.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2,
+                              compiler=self.compiler if compiled else None)
         return {"target_step_s": costs.target_step_s, "draft_step_s": costs.draft_step_s, "c": costs.c,
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
 
     def run(self, method: str, cell: Cell, ids: torch.Tensor, seed: int) -> Timed:
         """One timed generation of ``method`` for ``cell``'s N and length, EOS ignored."""
         req = Request(self.target.model, self.draft_for(method), ids, cell.n_draft, cell.max_new_tokens,
-                      temperature=self.cfg.temperature, seed=seed, eos_token_id=None)
+                      temperature=self.cfg.temperature, seed=seed, eos_token_id=None,
+                      compiler=self.compiler if cell.compiled else None)
         return Timed(*timed(lambda: METHODS[method].run(req), self.device))
 
     def pair(self, cell: Cell, ids: torch.Tensor, seed: int) -> tuple[Timed, Timed]:
         """One baseline run then one candidate run (A B)."""
         return self.run("baseline", cell, ids, seed), self.run(cell.method, cell, ids, seed)
+
+    def pair_outside_compiling(self, cell: Cell, ids: torch.Tensor, seed: int) -> tuple[Timed, Timed]:
+        """A measured pair; run again if it compiled a graph (e.g. ``--warmup 0``), so no compile
+        time is ever inside a recorded generation."""
+        before = len(self.compiler.records) if cell.compiled else 0
+        a, b = self.pair(cell, ids, seed)
+        if cell.compiled and len(self.compiler.records) > before:
+            a, b = self.pair(cell, ids, seed)
+        return a, b
 
     def make_row(self, cell: Cell, prompt_id: str, ids: torch.Tensor, repeat: int, seed: int,
                  a: Timed, b: Timed) -> Row:
@@ -146,7 +171,8 @@ class Study:
             outputs_match="", target_model=self.target.name,
             draft_model=self.head.name if METHODS[cell.method].draft == "head" and self.head else self.draft.name,
             dtype=self.cfg.dtype,
-            device=str(self.device), seed=seed, prompt_set=self.cfg.prompt_set, prompt_tokens=int(ids.shape[1]))
+            device=str(self.device), seed=seed, prompt_set=self.cfg.prompt_set, prompt_tokens=int(ids.shape[1]),
+            compiled=cell.compiled)
         if self.cfg.temperature == 0:
             kind, pos, margin = classify(self.target.model, ids[0].tolist(), a.result.tokens, b.result.tokens)
             row.outputs_match, row.match_class = a.result.tokens == b.result.tokens, kind
@@ -167,13 +193,14 @@ class Study:
                 if not todo:
                     continue
                 progress.set_postfix_str(f"{cell.experiment} {cell.method} L={cell.prompt_len} "
-                                         f"M={cell.max_new_tokens} N={cell.n_draft}", refresh=False)
+                                         f"M={cell.max_new_tokens} N={cell.n_draft}"
+                                         + (" compiled" if cell.compiled else ""), refresh=False)
                 for _ in range(cfg.warmup):
                     self.pair(cell, ids, cfg.seed)
                     progress.update(2)
                 for r in todo:
                     seed = cfg.seed + r
-                    a, b = self.pair(cell, ids, seed)
+                    a, b = self.pair_outside_compiling(cell, ids, seed)
                     row = self.make_row(cell, prompt_id, ids, r, seed, a, b)
                     sink.write(row)
                     progress.update(2)
@@ -202,16 +229,24 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
     if context is not None and cfg.longest_request() > context:
         raise ValueError(f"prompt length + max tokens up to {cfg.longest_request()} exceeds the target's "
                          f"context of {context} tokens")
+    compiled = any(cfg.compiled_modes())
+    if compiled:
+        check_compile(target.model.device)
     with StudyLock(csv_path):
         done = check_resume(cfg, csv_path) if resume else set()
         meta_file = meta_path(csv_path)
         old_meta = json.loads(meta_file.read_text()) if resume and meta_file.exists() else {}
         meta = {**provenance(cfg), "target_source": target.source, "draft_source": draft.source,
                 "head_source": head.source if head is not None else None}
+        if compiled:  # every model of the run, eager cells included, then uses the same attention
+            meta["attention"] = {m.name: use_compiled_attention(m.model) for m in (target, draft, head) if m is not None}
         study = Study(cfg, target, draft, on_row, head)
         sink = CsvSink(csv_path, resume)
         try:
-            meta["costs"] = old_meta.get("costs") or study.measure_costs()
+            meta["memory_floor"] = measure_memory_floor(target.model).to_json()
+            for mode in cfg.compiled_modes():
+                key = "costs_compiled" if mode and len(cfg.compiled_modes()) > 1 else "costs"
+                meta[key] = old_meta.get(key) or study.measure_costs(mode)
             meta["auto_calibration"] = study.calibrate_auto()
             atomic_write_json(meta_file, meta)
             total, initial = planned_generations(cfg, done)
@@ -221,6 +256,9 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
                     pass
         finally:
             sink.close()
+            if compiled:
+                meta["compile"] = {"seconds": study.compiler.seconds(),
+                                   "graphs": [asdict(r) for r in study.compiler.records]}
         meta["finished"] = now()
         atomic_write_json(meta_file, meta)
         summary = summarize(read_rows(csv_path), meta)

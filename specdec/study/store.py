@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import StudyConfig
 
-KEY_COLUMNS = ("experiment", "method", "prompt_id", "prompt_len", "max_new_tokens", "n_draft", "repeat")
+KEY_COLUMNS = ("experiment", "method", "prompt_id", "prompt_len", "max_new_tokens", "n_draft", "repeat", "compiled")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Row:
     baseline_top2_margin: float | str = ""  # the target's top-1 minus top-2 logit there
     prompt_set: str = "study"  # specdec.study.prompts.PROMPT_SETS
     prompt_tokens: int = 0  # the prompt's real length (prompt_len is 0 for natural-length sets)
+    compiled: bool = False  # both generations ran compiled (static caches, specdec.engine.forward)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
@@ -66,7 +67,7 @@ COLUMNS = tuple(f.name for f in fields(Row))
 
 def row_key(row: dict) -> tuple[str, ...]:
     """The identity of a finished row for ``--resume`` (all values as CSV strings)."""
-    return tuple(str(row[k]) for k in KEY_COLUMNS)
+    return tuple(str(row.get(k, False)) for k in KEY_COLUMNS)  # CSVs before "compiled" were eager
 
 
 def meta_path(csv_path: Path) -> Path:

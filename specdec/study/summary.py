@@ -54,10 +54,76 @@ def predicted_from_costs(alpha: float, n: int, costs: dict | None) -> float:
     return predicted_speedup(float(alpha), float(costs["c"]), n, verify[n])
 
 
+def compiled_mask(df: pd.DataFrame) -> pd.Series:
+    """Which rows ran compiled (CSVs from before the column ran eager)."""
+    if "compiled" not in df:
+        return pd.Series(False, index=df.index)
+    return df["compiled"].astype(str).str.lower() == "true"
+
+
 def summarize(rows: list[dict] | pd.DataFrame, meta: dict | None = None) -> dict:
-    """Headline numbers: best fixed N of ours and the other methods' speedups, match rate, costs."""
+    """Headline numbers per mode (eager at the top level, compiled under ``"compiled"`` when a run had
+    both; a compiled-only run's at the top), and ``compile_report`` comparing them."""
     df = frame(rows)
     meta = meta or {}
+    if df.empty:
+        return _summarize(df, meta)
+    compiled = compiled_mask(df)
+    if not compiled.any():
+        return _summarize(df, meta)
+    if compiled.all():
+        out = _summarize(df, meta)
+        out["mode"] = "compiled"
+    else:
+        out = _summarize(df[~compiled], meta)
+        out["mode"] = "eager"
+        out["compiled"] = {**_summarize(df[compiled], {**meta, "costs": meta.get("costs_compiled")}), "mode": "compiled"}
+    out["compile_report"] = compile_report(df, meta)
+    return out
+
+
+def _ms_per_token(times: pd.Series, tokens: pd.Series) -> float:
+    return spread(1e3 * times / tokens)["median"]
+
+
+def compile_report(df: pd.DataFrame, meta: dict) -> dict:
+    """Compiled against eager: ms/token of our baseline and of each method at each N, the speedup
+    each keeps, our compiled baseline against HF's static+compile ``generate`` and against the
+    memory floor, and the compile seconds per graph (never inside a generation's time)."""
+    compiled = compiled_mask(df)
+    out: dict = {"baseline_ms_per_token": {}, "methods": {}}
+    for mode, part in (("eager", df[~compiled]), ("compiled", df[compiled])):
+        if not part.empty:
+            out["baseline_ms_per_token"][mode] = _ms_per_token(part.baseline_time_s, part.new_tokens)
+    sel = df[(df.experiment == "n") & (df.method != "hf-static")]
+    for (method, n), part in sel.groupby(["method", "n_draft"]):
+        entry = {}
+        for mode, rows in (("eager", part[~compiled[part.index]]), ("compiled", part[compiled[part.index]])):
+            if not rows.empty:
+                entry[f"{mode}_ms_per_token"] = _ms_per_token(rows.speculative_time_s, rows.new_tokens)
+                entry[f"{mode}_speedup"] = spread(rows.speedup)["median"]
+        if "eager_speedup" in entry and "compiled_speedup" in entry:
+            entry["kept"] = entry["compiled_speedup"] / entry["eager_speedup"]
+        out["methods"][f"{method} N={n}"] = entry
+    hf = df[(df.method == "hf-static") & compiled]
+    if not hf.empty:
+        out["hf_static_ms_per_token"] = _ms_per_token(hf.speculative_time_s, hf.new_tokens)
+        out["ours_vs_hf_static"] = spread(hf.speculative_time_s / hf.baseline_time_s)  # > 1: ours faster
+    floor = meta.get("memory_floor") or {}
+    if "floor_ms" in floor and "compiled" in out["baseline_ms_per_token"]:
+        out["memory_floor_ms"] = floor["floor_ms"]
+        out["compiled_baseline_over_floor"] = out["baseline_ms_per_token"]["compiled"] / floor["floor_ms"]
+    if "eager" in out["baseline_ms_per_token"] and "compiled" in out["baseline_ms_per_token"]:
+        out["compiled_baseline_speedup"] = out["baseline_ms_per_token"]["eager"] / out["baseline_ms_per_token"]["compiled"]
+    graphs = (meta.get("compile") or {}).get("graphs", [])
+    if graphs:
+        out["compile_seconds"] = {"total": sum(g["seconds"] for g in graphs), "graphs": len(graphs),
+                                  "per_graph": spread(pd.Series([g["seconds"] for g in graphs]))}
+    return out
+
+
+def _summarize(df: pd.DataFrame, meta: dict) -> dict:
+    """Headline numbers of one mode: best fixed N of ours and the other methods' speedups, match rate, costs."""
     out: dict = {"rows": int(len(df)), "target_model": None, "draft_model": None,
                  "dtype": meta.get("dtype"), "device": meta.get("device"), "costs": meta.get("costs")}
     if df.empty:
@@ -157,7 +223,35 @@ def to_markdown(summary: dict) -> str:
         if cls.get("not recorded"):
             line += f", not classified (CSV from an older version) {cls['not recorded']:.0%}"
         lines.append(line + " (unexplained must be 0%)")
+    if summary.get("compiled"):
+        lines.append("\nCompiled (static caches, torch.compile):")
+        lines.append(to_markdown(summary["compiled"]).rstrip("\n"))
+    if summary.get("compile_report"):
+        lines.append(_compile_lines(summary["compile_report"]))
     return "\n".join(lines) + "\n"
+
+
+def _compile_lines(r: dict) -> str:
+    base = r.get("baseline_ms_per_token", {})
+    lines = ["\nCompiled against eager (ms/token, medians):",
+             "- our baseline: " + ", ".join(f"{k} {v:.1f}" for k, v in base.items())
+             + (f" ({r['compiled_baseline_speedup']:.2f}x)" if "compiled_baseline_speedup" in r else "")]
+    if "ours_vs_hf_static" in r:
+        lines.append(f"- HF generate, static cache + compiled forward: {r['hf_static_ms_per_token']:.1f}; "
+                     f"ours runs at {r['ours_vs_hf_static']['median']:.2f}x its speed")
+    if "memory_floor_ms" in r:
+        lines.append(f"- memory floor (reading the weights once): {r['memory_floor_ms']:.1f}; compiled baseline "
+                     f"at {r['compiled_baseline_over_floor']:.2f}x the floor")
+    for name, e in r.get("methods", {}).items():
+        parts = [f"{m} {e[f'{m}_ms_per_token']:.1f} ({e[f'{m}_speedup']:.2f}x)" for m in ("eager", "compiled")
+                 if f"{m}_ms_per_token" in e]
+        lines.append(f"- {name}: " + ", ".join(parts) + (f"; compiled keeps {e['kept']:.2f} of the eager speedup"
+                                                        if "kept" in e else ""))
+    if "compile_seconds" in r:
+        c = r["compile_seconds"]
+        lines.append(f"- compiling: {c['graphs']} graphs, {c['total']:.0f} s in all (median {c['per_graph']['median']:.1f} s "
+                     "per graph), outside every timed generation")
+    return "\n".join(lines)
 
 
 def write_summary(csv_path: Path, summary: dict) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from specdec.auto.calibration import CalibrationCache
 from specdec.study.config import StudyConfig, cells
+from specdec.study.plots import COMPILED_PLOT, make_plots
 from specdec.study.runner import Study, run_study
 from specdec.study.store import COLUMNS, StudyLock, check_resume
 from specdec.testing import tiny_pair
@@ -156,3 +157,40 @@ def test_eagle_cells_draft_with_the_feature_head(tmp_path, models):
     assert all(int(r["draft_forwards"]) > 0 for r in eagle if r["method"] == "eagle")
     with pytest.raises(ValueError, match="needs a feature head"):
         StudyConfig(**{**cfg.__dict__, "head": ""}).validate()
+
+
+def test_compiled_and_eager_cells_with_hf_static_and_compile_report(tmp_path, models):
+    """--compile both: each cell runs eager and compiled (pairs never mix modes), greedy tokens stay
+    identical, HF's static+compile generate is measured beside our compiled baseline, and the meta
+    JSON holds the memory floor and every graph's compile seconds."""
+    from dataclasses import replace
+
+    cfg = replace(CFG, experiments=("n",), methods=("hf-static", "hf-assisted"), compile="both", repeats=1)
+    assert [(c.method, c.compiled) for c in cells(cfg)] == [
+        ("speculative", False), ("hf-assisted", False), ("speculative", True), ("hf-static", True)]
+    assert cfg.block_rows() == (1, 2, 3)
+    out = tmp_path / "c.csv"
+    summary = run_study(cfg, *models, out, show_progress=False)
+    rows = _rows(out)
+    assert [(r["method"], r["compiled"]) for r in rows] == [
+        ("speculative", "False"), ("hf-assisted", "False"), ("speculative", "True"), ("hf-static", "True")]
+    assert all(r["outputs_match"] == "True" for r in rows)
+    meta = json.loads((tmp_path / "c.meta.json").read_text())
+    assert meta["memory_floor"]["weight_bytes"] > 0 and meta["memory_floor"]["floor_ms"] > 0
+    assert meta["compile"]["graphs"] and all(g["seconds"] > 0 for g in meta["compile"]["graphs"])
+    assert {"costs", "costs_compiled"} <= set(meta) and set(meta["attention"].values()) == {"eager"}
+    report = summary["compile_report"]
+    assert set(report["baseline_ms_per_token"]) == {"eager", "compiled"}
+    assert report["ours_vs_hf_static"]["count"] == 1 and "kept" in report["methods"]["speculative N=2"]
+    assert summary["compiled"]["mode"] == "compiled" and "Compiled against eager" in (tmp_path / "c.summary.md").read_text()
+    paths = make_plots(out)
+    assert paths[-1].name == COMPILED_PLOT and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_hf_static_needs_a_compiled_mode():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="hf-static"):
+        replace(CFG, methods=("hf-static",)).validate()
+    with pytest.raises(ValueError, match="compile mode"):
+        replace(CFG, compile="maybe").validate()
