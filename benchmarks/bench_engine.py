@@ -6,6 +6,11 @@ work, tensor copies, syncs and cache handling. Protocol: warm-up, then interleav
 repeats; medians with min-max spread; hardware, dtype and versions are printed and saved.
 
     python benchmarks/bench_engine.py --repeats 7 --out benchmarks/results/engine.json
+    python benchmarks/bench_engine.py --compile --repeats 7 --out benchmarks/results/engine_compiled.json
+
+``--compile`` adds: our compiled baseline vs HF ``generate`` with a static cache and its compiled
+forward (same cache length, same inductor settings), and our speculative decoding compiled vs
+eager. Compiling happens in the warm-up, outside every timed call; its seconds are recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import transformers
 
 from specdec import autoregressive_generate, speculative_generate
 from specdec.baselines.hf_assisted import hf_assisted_generate
+from specdec.baselines.hf_static import hf_static_generate
+from specdec.engine.forward import Compiler
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
 from specdec.hardware import cpu_name, simd_summary
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--compile", action="store_true", help="add the compiled comparisons")
     ap.add_argument("--out", type=Path, default=None, help="write a JSON record here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -98,6 +106,20 @@ def main(argv: list[str] | None = None) -> int:
                    ("ours speculative", lambda: speculative_generate(target, draft, prompt, N, T).tokens),
                    args.repeats, args.warmup),
     ]
+    compile_s = None
+    if args.compile:
+        compiler = Compiler(block_rows=(1, 2, N + 1))
+        comparisons += [
+            interleave("compiled baseline vs HF static+compile",
+                       ("HF static+compile", lambda: hf_static_generate(target, prompt, T, compiler).tokens),
+                       ("ours compiled", lambda: autoregressive_generate(target, prompt, T, compile=compiler).tokens),
+                       args.repeats, args.warmup),
+            interleave(f"speculative compiled vs eager (N={N})",
+                       ("ours eager", lambda: speculative_generate(target, draft, prompt, N, T).tokens),
+                       ("ours compiled", lambda: speculative_generate(target, draft, prompt, N, T, compile=compiler).tokens),
+                       args.repeats, args.warmup),
+        ]
+        compile_s = [asdict(r) for r in compiler.records]
     spec_res = speculative_generate(target, draft, prompt, N, T)
     env = {
         "cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(), "dtype": "float32",
@@ -105,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "transformers": transformers.__version__, "fixture": asdict(spec),
         "prompt_len": args.prompt_len, "new_tokens": T, "n": N,
         "acceptance_rate": spec_res.stats.acceptance_rate, "tokens_per_step": spec_res.stats.tokens_per_step,
+        "attention_eager": target.config._attn_implementation, "compile_records": compile_s,
     }
     print(f"# {env['cpu']} ({env['cpu_flags']}), {env['threads']} threads, fp32, torch {env['torch']}, "
           f"transformers {env['transformers']}")

@@ -74,7 +74,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
 
     import torch
 
-    from .engine.forward import Compiler, check_compile, use_compiled_attention
+    from .engine.forward import Compiler, check_compile
     from .methods import METHODS, Request
     from .models import check_pair, load_head, load_model
     from .models.device import dtype_name, resolve_device
@@ -105,9 +105,6 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     compiler, compile_s = None, 0.0
     if getattr(args, "compile", False):
         compiler = Compiler()
-        for model in (target.model, draft.model if draft is not None else None):
-            if model is not None:
-                use_compiled_attention(model)
         compile_s = warm_up(method, target.model, draft.model if draft is not None else None, ids, args, compiler)
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,

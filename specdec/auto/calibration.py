@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ..engine.forward import Compiler, Forward
+from ..engine.forward import Compiler, Forward, compiled_attention
 from ..engine.timing import timed
 from ..files import atomic_write_json, default_cache_dir
 
@@ -81,20 +81,21 @@ def measure_costs(target: PreTrainedModel, draft: PreTrainedModel | None, prompt
     ns = [int(n) for n in ns]
     if any(n < 1 for n in ns):
         raise ValueError(f"ns must be >= 1, got {ns}")
-    last = prompt_ids[:, -1:].to(target.device)
-    cache = _prefill(target, prompt_ids, compiler, max(ns) + 1)
-    dcache = _prefill(draft, prompt_ids, compiler, 1) if draft is not None else None
-    times: dict[str, list[float]] = {"target": [], "draft": [], **{f"v{n}": [] for n in ns}}
-    for i in range(warmup + repeats):
-        # The engine's verify pass keeps all logits; a one-token target decode is the same call.
-        round_ = {"target": _forward_s(cache, last, timer)}
-        for n in ns:
-            round_[f"v{n}"] = _forward_s(cache, last.repeat(1, n + 1), timer)
-        if dcache is not None:
-            round_["draft"] = _forward_s(dcache, last.to(draft.device), timer, logits_to_keep=1)
-        if i >= warmup:
-            for k, t in round_.items():
-                times[k].append(t)
+    with compiled_attention(compiler, target, draft):
+        last = prompt_ids[:, -1:].to(target.device)
+        cache = _prefill(target, prompt_ids, compiler, max(ns) + 1)
+        dcache = _prefill(draft, prompt_ids, compiler, 1) if draft is not None else None
+        times: dict[str, list[float]] = {"target": [], "draft": [], **{f"v{n}": [] for n in ns}}
+        for i in range(warmup + repeats):
+            # The engine's verify pass keeps all logits; a one-token target decode is the same call.
+            round_ = {"target": _forward_s(cache, last, timer)}
+            for n in ns:
+                round_[f"v{n}"] = _forward_s(cache, last.repeat(1, n + 1), timer)
+            if dcache is not None:
+                round_["draft"] = _forward_s(dcache, last.to(draft.device), timer, logits_to_keep=1)
+            if i >= warmup:
+                for k, t in round_.items():
+                    times[k].append(t)
     t1 = statistics.median(times["target"])
     td = statistics.median(times["draft"]) if dcache is not None else 0.0
     verify = {0: 1.0, **{n: statistics.median(times[f"v{n}"]) / t1 for n in ns}}

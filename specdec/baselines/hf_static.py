@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from transformers import CompileConfig, PreTrainedModel
 
-from ..engine.forward import Compiler, compile_settings, module_device
+from ..engine.forward import Compiler, compile_settings, compiled_attention, module_device
 from ..engine.loop import validate_request
 from ..engine.stats import GenerationResult, GenerationStats
 from ..engine.timing import timed
@@ -59,7 +59,7 @@ def hf_static_generate(
                                compile_config=config, max_new_tokens=max_new_tokens, **kwargs)
 
     stats = GenerationStats(phases_timed=False)
-    with compile_settings():
+    with compile_settings(), compiled_attention(compiler, target):
         out, stats.decode_s = timed(lambda: compiler.first_call_timed(target, "hf-generate", 1, cache_len, run), device)
     tokens = out[0, input_ids.shape[1]:].tolist()
     stats.target_forwards = len(tokens)

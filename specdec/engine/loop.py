@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from ..auto.autotune import auto_policy
 from .drafters import Draft, Drafter, ModelDrafter
-from .forward import Compiler, Forward, resolve_compiler
+from .forward import Compiler, Forward, compiled_attention, resolve_compiler
 from .sampling import SamplingParams, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
@@ -93,26 +93,27 @@ def autoregressive_generate(
     device = input_ids.device
     gen = _generator(seed, generator, device)
     eos = _eos_set(eos_token_id)
-    stats = GenerationStats()
-    t0 = time.perf_counter()
-    forward = Forward.for_lm(model, compiler, input_ids.shape[1] + max_new_tokens)
-    logits = forward(input_ids, logits_to_keep=1).logits[:, -1]
-    token = _choose(logits, params, gen)
-    sync(device)
-    t1 = time.perf_counter()
-    out = [token]
-    stopped = bool(eos) and int(token) in eos
-    for _ in range(max_new_tokens - 1):
-        if stopped:
-            break
-        logits = forward(token.view(1, 1)).logits[:, -1]
+    with compiled_attention(compiler, model):
+        stats = GenerationStats()
+        t0 = time.perf_counter()
+        forward = Forward.for_lm(model, compiler, input_ids.shape[1] + max_new_tokens)
+        logits = forward(input_ids, logits_to_keep=1).logits[:, -1]
         token = _choose(logits, params, gen)
-        out.append(token)
+        sync(device)
+        t1 = time.perf_counter()
+        out = [token]
         stopped = bool(eos) and int(token) in eos
-    tokens = torch.cat(out).tolist()
-    sync(device)
-    stats.prefill_s, stats.decode_s = t1 - t0, time.perf_counter() - t1
-    stats.target_forwards = len(tokens)
+        for _ in range(max_new_tokens - 1):
+            if stopped:
+                break
+            logits = forward(token.view(1, 1)).logits[:, -1]
+            token = _choose(logits, params, gen)
+            out.append(token)
+            stopped = bool(eos) and int(token) in eos
+        tokens = torch.cat(out).tolist()
+        sync(device)
+        stats.prefill_s, stats.decode_s = t1 - t0, time.perf_counter() - t1
+        stats.target_forwards = len(tokens)
     return GenerationResult.finish(tokens, stats, tokenizer)
 
 
@@ -169,59 +170,60 @@ def speculative_generate(
     seq = input_ids.new_empty(1, prompt_len + max_new_tokens)  # committed tokens live here
     seq[:, :prompt_len] = input_ids
 
-    t0 = time.perf_counter()
-    forward = Forward.for_lm(target, compiler, prompt_len + max_new_tokens)
-    out = forward(input_ids, logits_to_keep=1, output_hidden_states=features)
-    seq[0, prompt_len] = _choose(out.logits[0, -1, :vocab], params, gen)
-    pos, stats.target_forwards = prompt_len + 1, 1  # committed length; cache holds pos - 1
-    drafter.start(input_ids, params, vocab, gen, compiler, prompt_len + max_new_tokens)
-    drafter.commit(pos, out.hidden_states, 0)
-    sync(device)
-    t1 = time.perf_counter()
-    done = bool(eos) and int(seq[0, prompt_len]) in eos
-    if on_step is not None:
-        on_step([], int(seq[0, prompt_len]))
-
-    while not done and pos < prompt_len + max_new_tokens:
-        # 1. Draft: at most one token fewer than the budget left, since the target adds one.
-        n = min(policy(stats), prompt_len + max_new_tokens - pos - 1)
-        proposal = drafter.propose(seq[:, :pos], n) if n > 0 else Draft(seq.new_empty(0))
-        k = len(proposal)
-        # 2. Verify: one target pass over [last committed, d1 .. dk].
-        block = torch.cat([seq[:, pos - 1: pos], proposal.tokens.view(1, k)], dim=1)
-        out = forward(block, output_hidden_states=features)
-        logits = out.logits[0, :, :vocab]
-        # 3. Accept: the kept drafts plus the target's correction or bonus token.
-        if k == 0:
-            n_acc, next_token = 0, int(_choose(logits[0], params, gen))
-        elif params.greedy:
-            n_acc, next_token = greedy_accept(proposal.tokens, logits.argmax(-1))
-        else:
-            n_acc, next_token = rejection_accept(
-                proposal.tokens, proposal.q, probs_from_logits(logits, params), gen)
-        new = proposal.tokens[:n_acc].tolist() + [next_token]
-        if eos:
-            stop_at = next((i for i, t in enumerate(new) if t in eos), None)
-            if stop_at is not None:
-                new, done = new[: stop_at + 1], True
-        seq[0, pos: pos + len(new)] = torch.tensor(new, dtype=seq.dtype)
-        pos, block_start = pos + len(new), pos - 1
-        # 4. Roll both caches back to the committed length - 1 (the rules in specdec.engine.cache).
-        forward.rollback(pos - 1)
-        drafter.commit(pos, out.hidden_states, block_start)
-        # 5. Record.
-        stats.target_forwards += 1
-        stats.drafted += k
-        stats.accepted += n_acc
-        stats.drafted_per_step.append(k)
-        stats.accepted_per_step.append(n_acc)
+    with compiled_attention(compiler, target, drafter.model):
+        t0 = time.perf_counter()
+        forward = Forward.for_lm(target, compiler, prompt_len + max_new_tokens)
+        out = forward(input_ids, logits_to_keep=1, output_hidden_states=features)
+        seq[0, prompt_len] = _choose(out.logits[0, -1, :vocab], params, gen)
+        pos, stats.target_forwards = prompt_len + 1, 1  # committed length; cache holds pos - 1
+        drafter.start(input_ids, params, vocab, gen, compiler, prompt_len + max_new_tokens)
+        drafter.commit(pos, out.hidden_states, 0)
+        sync(device)
+        t1 = time.perf_counter()
+        done = bool(eos) and int(seq[0, prompt_len]) in eos
         if on_step is not None:
-            on_step(new[:n_acc], new[n_acc] if len(new) > n_acc else None)
+            on_step([], int(seq[0, prompt_len]))
 
-    sync(device)
-    stats.prefill_s, stats.decode_s = t1 - t0, time.perf_counter() - t1
-    stats.draft_forwards = drafter.forwards
-    stats.draft_early_stops = getattr(drafter, "early_stops", 0)
+        while not done and pos < prompt_len + max_new_tokens:
+            # 1. Draft: at most one token fewer than the budget left, since the target adds one.
+            n = min(policy(stats), prompt_len + max_new_tokens - pos - 1)
+            proposal = drafter.propose(seq[:, :pos], n) if n > 0 else Draft(seq.new_empty(0))
+            k = len(proposal)
+            # 2. Verify: one target pass over [last committed, d1 .. dk].
+            block = torch.cat([seq[:, pos - 1: pos], proposal.tokens.view(1, k)], dim=1)
+            out = forward(block, output_hidden_states=features)
+            logits = out.logits[0, :, :vocab]
+            # 3. Accept: the kept drafts plus the target's correction or bonus token.
+            if k == 0:
+                n_acc, next_token = 0, int(_choose(logits[0], params, gen))
+            elif params.greedy:
+                n_acc, next_token = greedy_accept(proposal.tokens, logits.argmax(-1))
+            else:
+                n_acc, next_token = rejection_accept(
+                    proposal.tokens, proposal.q, probs_from_logits(logits, params), gen)
+            new = proposal.tokens[:n_acc].tolist() + [next_token]
+            if eos:
+                stop_at = next((i for i, t in enumerate(new) if t in eos), None)
+                if stop_at is not None:
+                    new, done = new[: stop_at + 1], True
+            seq[0, pos: pos + len(new)] = torch.tensor(new, dtype=seq.dtype)
+            pos, block_start = pos + len(new), pos - 1
+            # 4. Roll both caches back to the committed length - 1 (the rules in specdec.engine.cache).
+            forward.rollback(pos - 1)
+            drafter.commit(pos, out.hidden_states, block_start)
+            # 5. Record.
+            stats.target_forwards += 1
+            stats.drafted += k
+            stats.accepted += n_acc
+            stats.drafted_per_step.append(k)
+            stats.accepted_per_step.append(n_acc)
+            if on_step is not None:
+                on_step(new[:n_acc], new[n_acc] if len(new) > n_acc else None)
+
+        sync(device)
+        stats.prefill_s, stats.decode_s = t1 - t0, time.perf_counter() - t1
+        stats.draft_forwards = drafter.forwards
+        stats.draft_early_stops = getattr(drafter, "early_stops", 0)
     return GenerationResult.finish(seq[0, prompt_len:pos].tolist(), stats, tokenizer)
 
 

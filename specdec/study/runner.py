@@ -23,7 +23,7 @@ import torch
 from ..auto.autotune import auto_policy
 from ..auto.calibration import measure_costs
 from ..auto.floor import measure_memory_floor
-from ..engine.forward import Compiler, check_compile, use_compiled_attention
+from ..engine.forward import Compiler, check_compile, compiled_attention_name
 from ..engine.loop import context_length
 from ..engine.stats import GenerationResult
 from ..engine.timing import timed
@@ -238,8 +238,8 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
         old_meta = json.loads(meta_file.read_text()) if resume and meta_file.exists() else {}
         meta = {**provenance(cfg), "target_source": target.source, "draft_source": draft.source,
                 "head_source": head.source if head is not None else None}
-        if compiled:  # every model of the run, eager cells included, then uses the same attention
-            meta["attention"] = {m.name: use_compiled_attention(m.model) for m in (target, draft, head) if m is not None}
+        meta["attention"] = {"eager": target.model.config._attn_implementation,
+                             "compiled": compiled_attention_name(target.model.device) or target.model.config._attn_implementation}
         study = Study(cfg, target, draft, on_row, head)
         sink = CsvSink(csv_path, resume)
         try:

@@ -98,3 +98,21 @@ def test_compiled_feature_head_and_auto_n_greedy_identical(small_pair, compiler)
     assert policy.costs.verify_cost[2] == policy.costs.verify_cost[3]  # N = 2 pads to the 4-row block
     out = speculative_generate(target, draft, ids, num_draft_tokens=policy, max_new_tokens=24, compile=compiler)
     assert out.tokens == eager and max(policy.trace) <= compiler.max_draft
+
+
+def test_compiled_generation_switches_attention_only_for_its_duration(small_pair, compiler):
+    """On CPU a compiled generation runs the matmul-softmax attention; eager runs keep the model's own."""
+    target, draft = small_pair
+    target.set_attn_implementation("sdpa")
+    draft.set_attn_implementation("sdpa")
+    seen = []
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(5))
+    speculative_generate(target, draft, ids, num_draft_tokens=1, max_new_tokens=6, compile=compiler,
+                         on_step=lambda acc, tok: seen.append((target.config._attn_implementation,
+                                                               draft.config._attn_implementation)))
+    assert set(seen) == {("eager", "eager")}
+    assert (target.config._attn_implementation, draft.config._attn_implementation) == ("sdpa", "sdpa")
+    seen.clear()
+    speculative_generate(target, draft, ids, num_draft_tokens=1, max_new_tokens=6,
+                         on_step=lambda acc, tok: seen.append(target.config._attn_implementation))
+    assert set(seen) == {"sdpa"}
