@@ -87,3 +87,18 @@ def test_plot_missing_csv(tmp_path, capsys):
 def test_unknown_command(capsys):
     assert cli.main(["fly"]) == 2
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_compile_without_a_cpp_compiler_is_one_line(tmp_path, pair_dirs, capsys, monkeypatch):
+    """--compile where inductor cannot build code: one line, exit 2, nothing written, no model loaded."""
+    from specdec.engine import forward
+
+    monkeypatch.setattr(forward.shutil, "which", lambda name: None)
+    out = tmp_path / "r.csv"
+    assert cli.main(_args(pair_dirs, out, "--compile", "on")) == 2
+    err = capsys.readouterr().err
+    assert "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    target, _ = pair_dirs
+    assert cli.main(["generate", "--big_model", str(target), "--method", "baseline", "--prompt", "hi",
+                     "--device", "cpu", "--compile"]) == 2
+    assert "needs a C++ compiler" in capsys.readouterr().err

@@ -105,3 +105,13 @@ def test_hopeless_pair_never_runs_the_draft(pair, prompt, greedy_ref):
     assert res.tokens == greedy_ref
     assert set(policy.trace) == {0} and res.stats.draft_forwards == 0
     assert res.stats.target_forwards == NEW  # exactly plain decoding
+
+
+def test_padded_costs_price_each_n_at_the_block_it_pads_to():
+    from specdec.auto.autotune import padded_costs
+    from specdec.auto.calibration import Costs
+
+    costs = Costs(0.02, 0.002, 0.1, {0: 1.0, 1: 1.1, 3: 1.3, 5: 1.6})
+    padded = padded_costs(costs, 6)
+    assert padded.verify_cost == {0: 1.0, 1: 1.1, 2: 1.3, 3: 1.3, 4: 1.6, 5: 1.6, 6: 1.6}
+    assert (padded.c, padded.target_step_s) == (costs.c, costs.target_step_s)
