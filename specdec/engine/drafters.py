@@ -115,7 +115,7 @@ class FeatureHeadDrafter(Drafter):
 
     The head's cache holds one entry per position t < T whose feature the target computed (T: the
     last committed position); drafting appends entries fed with the head's own predictions, and
-    ``commit`` crops them away (the one cache rule) before adding the verify pass's real features.
+    ``commit`` rolls them back (the cache rules of :mod:`.cache`) before adding the verify pass's real features.
     The target's hidden states come from the prefill and verify forwards: no extra target pass.
     """
 

@@ -1,7 +1,8 @@
 """Plain autoregressive decoding (the baseline) and speculative decoding, one result type.
 
 The speculative loop is one screen: draft, verify in one target pass, accept, roll back the
-caches (the rule in :mod:`specdec.engine.cache`), record. Counters and rates: :mod:`.stats`.
+caches (the rules in :mod:`specdec.engine.cache`), record; eager or compiled (:mod:`.forward`).
+Counters and rates: :mod:`.stats`.
 """
 
 from __future__ import annotations
