@@ -19,6 +19,7 @@ import argparse
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,6 +68,32 @@ def interleave(name: str, a: tuple[str, Callable], b: tuple[str, Callable], repe
     return Comparison(name, a[0], b[0], ta, tb, match)
 
 
+def outside_forwards(fn: Callable, models: tuple[torch.nn.Module, ...], repeats: int) -> dict:
+    """Median wall time of ``fn`` and the part spent outside the models' forward calls (forward hooks):
+    the loop's own per-step work, which is what differs between two loops doing the same model work."""
+    inside = [0.0]
+
+    def pre(module, args, kwargs):
+        module.bench_t0 = time.perf_counter()
+
+    def post(module, args, kwargs, output):
+        inside[0] += time.perf_counter() - module.bench_t0
+
+    handles = [h for m in models for h in (m.register_forward_pre_hook(pre, with_kwargs=True),
+                                           m.register_forward_hook(post, with_kwargs=True))]
+    totals, outside = [], []
+    try:
+        for _ in range(repeats):
+            inside[0] = 0.0
+            _, t = timed(fn, "cpu")
+            totals.append(t)
+            outside.append(t - inside[0])
+    finally:
+        for h in handles:
+            h.remove()
+    return {"total_s": statistics.median(totals), "outside_forwards_s": statistics.median(outside)}
+
+
 def spread(times: list[float]) -> str:
     return f"{statistics.median(times) * 1e3:8.1f} ms [{min(times) * 1e3:.1f}-{max(times) * 1e3:.1f}]"
 
@@ -106,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                    ("ours speculative", lambda: speculative_generate(target, draft, prompt, N, T).tokens),
                    args.repeats, args.warmup),
     ]
+    overhead = {
+        "ours speculative": outside_forwards(lambda: speculative_generate(target, draft, prompt, N, T), (target, draft),
+                                             args.repeats),
+        "HF assisted": outside_forwards(lambda: hf_assisted_generate(target, draft, prompt, N, T), (target, draft),
+                                        args.repeats)}
     compile_s = None
     if args.compile:
         compiler = Compiler(block_rows=(1, 2, N + 1))
@@ -136,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     for c in comparisons:
         print(f"{c.name:38s} {c.a:>20s} {spread(c.a_times_s)} | {c.b:>20s} {spread(c.b_times_s)} "
               f"| {c.b} / {c.a} speed {c.ratio:.3f}x | outputs match: {c.outputs_match}")
+    for name, o in overhead.items():
+        print(f"{name:20s} time outside model forwards {o['outside_forwards_s'] * 1e3:.0f} ms of "
+              f"{o['total_s'] * 1e3:.0f} ms ({o['outside_forwards_s'] / o['total_s']:.1%})")
     if args.out:
-        record = {"env": env, "comparisons": [dict(asdict(c), ratio=c.ratio) for c in comparisons]}
+        record = {"env": env, "comparisons": [dict(asdict(c), ratio=c.ratio) for c in comparisons],
+                  "outside_forwards": overhead}
         atomic_write_json(args.out, record)
     return 0 if all(c.outputs_match for c in comparisons) else 1
 
