@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, StaticCache
 
-from .cache import KVCache
+from .cache import KVCache, set_write_position
 from .timing import sync
 
 # Verify blocks of N + 1 rows for N = 1, 2, 3, 4, 6, 8 and the one-token decode; a drafter's
@@ -113,11 +113,9 @@ class Compiler:
         cache = per_module.get(max_len)
         if cache is None:
             cache = per_module[max_len] = StaticCache(config=config, max_cache_len=max_len)
-        kv = KVCache(cache, max_len)
         if cache.layers and cache.layers[0].is_initialized:
-            kv.length = max_len  # force the rewind below
-            kv.rollback(0)
-        return kv
+            set_write_position(cache, 0)
+        return KVCache(cache, max_len)
 
     def compiled(self, module: torch.nn.Module, fn: Callable, variant: str) -> Callable:
         """``fn`` (a method of ``module``) compiled for this device, once per module and variant."""
