@@ -84,7 +84,7 @@ class Compiler:
     records: list[CompileRecord] = field(default_factory=list)
     _fns: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary, repr=False)
     _caches: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary, repr=False)
-    _seen: set = field(default_factory=set, repr=False)
+    _seen: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary, repr=False)
 
     def __post_init__(self) -> None:
         self.block_rows = tuple(sorted(set(int(r) for r in self.block_rows)))
@@ -141,8 +141,9 @@ class Compiler:
     def first_call_timed(self, module: torch.nn.Module, variant: str, rows: int, cache_len: int,
                          run: Callable[[], Any]) -> Any:
         """``run()``; timed into :attr:`records` the first time this (module, variant, rows, cache_len) runs."""
-        key = (id(module), variant, rows, cache_len)
-        if key in self._seen:
+        key = (variant, rows, cache_len)
+        seen = self._seen.setdefault(module, set())
+        if key in seen:
             return run()
         device = module_device(module)
         sync(device)
@@ -150,7 +151,7 @@ class Compiler:
         out = run()
         sync(device)
         self.records.append(CompileRecord(_name(module), rows, cache_len, variant, time.perf_counter() - t0))
-        self._seen.add(key)
+        seen.add(key)
         return out
 
     def call_cuda_safe(self, out: Any, device: torch.device) -> Any:
@@ -281,7 +282,8 @@ class Forward:
             kwargs["logits_to_keep"] = 0  # padded: the real last rows are not the block's last
         padded = [_pad(x, shape) for x in inputs]
         mask = self.kv.attention_mask(shape, inputs[0].device)
-        variant = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+        # one graph per function of the module (a head's step and its LM-style call) and output options
+        variant = getattr(self.fn, "__name__", "fn") + ":" + ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
         out = self.compiler.call(self.module, self.fn, variant, shape, self.kv.max_len, *padded,
                                  past_key_values=self.cache, attention_mask=mask, **kwargs)
         self.kv.wrote(rows, shape)
