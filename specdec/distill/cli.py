@@ -121,6 +121,8 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
                    help="hidden states the head reads, e.g. 2,15,27 (EAGLE-3 fusion); default: the last (EAGLE-1)")
     h.add_argument("--head-vocab", type=int, default=t.head_vocab,
                    help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's)")
+    h.add_argument("--init-from", default=t.init_from,
+                   help="start from this saved head (a new stage: its weights and vocabulary, a fresh schedule)")
     h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget")
     h.add_argument("--max-steps", type=int, default=t.max_steps, help="> 0: stop after this many steps")
     h.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
@@ -130,6 +132,9 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
     h.add_argument("--noise", type=float, default=t.noise, help="uniform feature noise, times the features' RMS")
     h.add_argument("--text-frac", type=float, default=t.text_frac, help="share of prompt-only sequences per batch")
     h.add_argument("--eval-every-s", type=float, default=t.eval_every_s, help="seconds between held-out evaluations")
+    h.add_argument("--max-heldout", type=int, default=t.max_heldout, help="held-out answers scored while training")
+    h.add_argument("--cache-gb", type=float, default=t.cache_gb,
+                   help="memory for the target's outputs of the first epoch, reused by later epochs")
     h.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="the target's dtype while generating and teaching (the head trains in float32)")
     h.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -155,7 +160,8 @@ def run_head(args: dict) -> None:
         head_vocab=args["head_vocab"], minutes=args["train_minutes"], max_steps=args["max_steps"], lr=args["lr"],
         warmup=args["warmup"], batch_tokens=args["batch_tokens"], ttt_steps=args["ttt_steps"], noise=args["noise"],
         text_frac=args["text_frac"], eval_every_s=args["eval_every_s"], target_dtype=args["dtype"],
-        device=args["device"], seed=args["seed"]))
+        device=args["device"], seed=args["seed"], init_from=args["init_from"], max_heldout=args["max_heldout"],
+        cache_gb=args["cache_gb"]))
 
 
 # The bundled draft's five stages (training_log_stage1..4.csv, then training_log.csv for stage 5) and
@@ -169,8 +175,9 @@ def add_curve_args(c: argparse.ArgumentParser) -> None:
     """Flags of ``curve``."""
     from ..models.presets import weights_dir
 
-    c.add_argument("--head-log", default=str(weights_dir("smollm2-head") / "training_log.csv"),
-                   help="a head's training_log.csv")
+    c.add_argument("--head-dir", default=str(weights_dir("smollm2-head")),
+                   help="a head's directory: its training_log_stage*.csv, then training_log.csv, are drawn in turn")
+    c.add_argument("--head-log", nargs="+", default=None, help="the head's stage logs in order (instead of --head-dir)")
     c.add_argument("--draft-dir", default=str(weights_dir("smollm2-draft")), help="the draft's stage logs live here")
     c.add_argument("--out", default=str(weights_dir("smollm2-head") / "agreement.png"), help="the figure (PNG)")
 
@@ -179,9 +186,14 @@ def run_curve(args: dict) -> None:
     """Draw the agreement-over-training figure."""
     from .curves import plot_agreement
 
-    draft = Path(args["draft_dir"])
+    draft, head = Path(args["draft_dir"]), Path(args["head_dir"])
     logs = [draft / name for name in DRAFT_STAGE_LOGS if (draft / name).is_file()]
-    print(plot_agreement(Path(args["head_log"]), logs, list(DRAFT_STAGE_POSITIONS), Path(args["out"])))
+    head_logs = ([Path(p) for p in args["head_log"]] if args["head_log"] else
+                 sorted(head.glob("training_log_stage*.csv")) + [head / "training_log.csv"])
+    missing = [str(p) for p in head_logs if not p.is_file()]
+    if missing:
+        raise ValueError(f"no training log at {', '.join(missing)}")
+    print(plot_agreement(head_logs, logs, list(DRAFT_STAGE_POSITIONS), Path(args["out"])))
 
 
 def add_compare_args(c: argparse.ArgumentParser) -> None:

@@ -9,9 +9,8 @@ teacher. Losses, after EAGLE and EAGLE-3:
 * for an EAGLE-1 head (the last hidden state only), SmoothL1 between the predicted and the real
   next feature, weighted ``reg_weight``;
 * training-time test: the head is unrolled ``ttt_steps`` times on its own outputs, step i weighted
-  ``ttt_decay``^i. Here every position of step i reads the head's own step-(i−1) features, a
-  simplification of EAGLE-3's per-position mask (at inference the context of a drafted token
-  holds real features);
+  ``ttt_decay``^i, with EAGLE-3's mask (:func:`chain_mask`): a drafted position attends to the
+  real-feature context and its own chain only, as at inference;
 * uniform noise of ``noise`` × the features' RMS on the real features.
 
 Held-out: whole prompts by key (:func:`specdec.distill.sources.is_heldout`); the agreement of the
@@ -38,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+from transformers import DynamicCache
 
-from ..models import load_model
+from ..models import load_head, load_model
 from ..models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
 from .head_data import Sequence, load_sequences
 from .sources import is_heldout
@@ -76,7 +76,8 @@ class HeadTrainConfig:
     text_frac: float = 0.5  # share of a batch's sequences that are prompts without answers
     cache_gb: float = 6.0  # the target's outputs for the first epoch's batches are kept (up to this) for later epochs
     heldout_frac: float = 0.05
-    max_heldout: int = 48
+    max_heldout: int = 64  # held-out answers scored while training, taken from each kind in turn
+    init_from: str = ""  # a saved head to start from (a new stage: fresh optimizer and schedule)
     eval_every_s: float = 240.0
     target_dtype: str = "auto"
     device: str = "cpu"
@@ -130,19 +131,52 @@ def teacher(target: Any, ids: torch.Tensor, att: torch.Tensor,
     return tuple(h.float() for h in out.hidden_states), vals.float(), tids
 
 
+def chain_mask(lengths: list[int], device: Any, additive: bool = False) -> torch.Tensor:
+    """The attention of unrolled step i = ``len(lengths) - 1`` over the keys of steps 0..i, in cache
+    order (EAGLE-3's training-time test): query t sees step 0's keys 0..t (the context the target's
+    real features gave) and, in each later step, only its own chain's key t, as a drafted token does
+    at inference. Boolean (True: attend), or additive (0 / -inf-like) for eager attention."""
+    t = torch.arange(lengths[-1], device=device).unsqueeze(1)
+    blocks = [torch.arange(lengths[0], device=device).unsqueeze(0) <= t]
+    blocks += [torch.arange(m, device=device).unsqueeze(0) == t for m in lengths[1:]]
+    mask = torch.cat(blocks, dim=1)[None, None]
+    if not additive:
+        return mask
+    return torch.zeros(mask.shape, device=device).masked_fill_(~mask, torch.finfo(torch.float32).min)
+
+
+def unroll(head: FeatureHead, feats: torch.Tensor, ids: torch.Tensor, steps: int,
+           tokens: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The head's outputs of unrolled steps 0..steps-1 over a right-padded batch, through one KV cache.
+
+    Step i's output at index t (position t + i) predicts token t + i + 2; it reads step i-1's output
+    at t as its feature and token t + i + 1 (``tokens[i]`` instead, when given: drafted tokens).
+    """
+    cache = DynamicCache(config=head.body.config)
+    additive = head.body.config._attn_implementation != "sdpa"
+    width, inputs, outs, lengths = ids.shape[1], feats, [], []
+    for i in range(min(steps, width - 1)):
+        n = width - 1 - i  # indices t = 0 .. n - 1 of this step
+        lengths.append(n)
+        pos = torch.arange(i, i + n, device=ids.device).unsqueeze(0)
+        mask = chain_mask(lengths, ids.device, additive) if i else None  # step 0: the causal mask
+        nxt = ids[:, i + 1:] if tokens is None else tokens[i][:, :n]
+        out = head.step(inputs[:, :n], nxt, past_key_values=cache, position_ids=pos, attention_mask=mask)
+        outs.append(out)
+        inputs = out
+    return outs
+
+
 def unrolled_loss(head: FeatureHead, hidden: tuple[torch.Tensor, ...], vals: torch.Tensor, tids: torch.Tensor,
                   ids: torch.Tensor, att: torch.Tensor, cfg: HeadTrainConfig,
                   columns: torch.Tensor | None) -> torch.Tensor:
-    """Σ_i decay^i · loss of unrolled step i; step i's output at position t predicts token t + i + 2."""
+    """Σ_i decay^i · loss of unrolled step i (:func:`unroll`); step i's output at t predicts token t + i + 2."""
     feats = head.features(hidden)
     feats = feats + cfg.noise * feats.pow(2).mean().sqrt() * (2 * torch.rand_like(feats) - 1)
-    width = ids.shape[1]
     real = att.bool()
-    total, inputs = feats.new_zeros(()), feats
-    for i in range(min(cfg.ttt_steps, width - 1)):
-        n = width - 1 - i  # positions t = 0 .. n - 1 of this step
-        pos = torch.arange(i, i + n, device=ids.device).unsqueeze(0)
-        out = head.step(inputs[:, :n], ids[:, i + 1:], position_ids=pos)
+    total = feats.new_zeros(())
+    for i, out in enumerate(unroll(head, feats, ids, cfg.ttt_steps)):
+        n = out.shape[1]
         # out[:, t] predicts token t + i + 2, whose target distribution sits in row t + i + 1
         mask = real[:, i + 1:] & real[:, :n]
         batch = {"mask": mask, "vals": vals[:, i + 1:], "tids": tids[:, i + 1:]}
@@ -150,18 +184,14 @@ def unrolled_loss(head: FeatureHead, hidden: tuple[torch.Tensor, ...], vals: tor
         if i == 0 and head.fuse is None and cfg.reg_weight > 0:  # EAGLE-1: regress the real next feature
             loss = loss + cfg.reg_weight * F.smooth_l1_loss(out[mask], hidden[-1][:, 1:][mask])
         total = total + cfg.ttt_decay ** i * loss
-        inputs = out
     return total
 
 
 @torch.no_grad()
 def agreement(head: FeatureHead, target: Any, held: list[Sequence], pad: int, cfg: HeadTrainConfig) -> tuple[float, float]:
     """(first, second): the share of held-out answer tokens where the head's first draft (from real
-    features) equals the target's greedy token, and the share of those where its second draft does too.
-
-    The second draft is scored in one batched pass, so its context holds the head's own features at
-    every position (at inference only the newest one is): a conservative estimate.
-    """
+    features) equals the target's greedy token, and the share of those where its second draft (from
+    its own first draft and feature, as at inference: :func:`unroll`) does too."""
     head.eval()
     hit1 = n1 = hit2 = n2 = 0
     for i in range(0, len(held), 8):
@@ -171,17 +201,30 @@ def agreement(head: FeatureHead, target: Any, held: list[Sequence], pad: int, cf
             continue
         hidden, _, tids = teacher(target, ids, att, 1)
         greedy = tids[..., 0]  # greedy[:, t]: the target's choice for token t + 1
-        out = head.step(head.features(hidden)[:, :-1], ids[:, 1:])
+        feats = head.features(hidden)
+        out = unroll(head, feats, ids, 1)[0]
         first = head.logits(out).argmax(-1)  # first[:, t] drafts token t + 2
         right1 = first[:, :-1] == greedy[:, 1:-1]  # (B, width - 2), position t: token t + 2
         m1 = answer[:, 2:]
         hit1, n1 = hit1 + int(right1[m1].sum()), n1 + int(m1.sum())
-        pos = torch.arange(1, width - 1, device=ids.device).unsqueeze(0)
-        second = head.logits(head.step(out[:, :-1], first[:, :-1], position_ids=pos)).argmax(-1)  # token t + 3
+        second = head.logits(unroll(head, feats, ids, 2, [ids[:, 1:], first])[1]).argmax(-1)  # token t + 3
         m2 = answer[:, 3:] & right1[:, :-1]
         hit2, n2 = hit2 + int((second[:, :-1] == greedy[:, 2:-1])[m2].sum()), n2 + int(m2.sum())
     head.train()
     return hit1 / max(n1, 1), hit2 / max(n2, 1)
+
+
+def heldout_answers(seqs: list[Sequence], frac: float, limit: int) -> list[Sequence]:
+    """Up to ``limit`` held-out sequences with answers, taking each kind (pool answers, self-written
+    questions) in turn, so adding shards of one kind never crowds the other out of the score."""
+    by_kind: dict[str, list[Sequence]] = {}
+    for s in seqs:
+        if s.answer_start >= 0 and is_heldout(s.key, frac):
+            by_kind.setdefault(s.kind, []).append(s)
+    out: list[Sequence] = []
+    for i in range(max(map(len, by_kind.values()), default=0)):
+        out += [group[i] for group in by_kind.values() if i < len(group)]
+    return out[:limit]
 
 
 def batches(seqs: list[Sequence], cfg: HeadTrainConfig, rng: random.Random) -> list[list[Sequence]]:
@@ -260,11 +303,13 @@ def train_head(cfg: HeadTrainConfig) -> Path:
     if not seqs:
         raise ValueError(f"no sequences in {cfg.data_dir}: build the data first")
     train = [s for s in seqs if not is_heldout(s.key, cfg.heldout_frac)]
-    held = [s for s in seqs if is_heldout(s.key, cfg.heldout_frac) and s.answer_start >= 0][: cfg.max_heldout]
+    held = heldout_answers(seqs, cfg.heldout_frac, cfg.max_heldout)
     out_dir, ckpt = Path(cfg.out_dir), Path(cfg.out_dir) / "checkpoint"
     if (ckpt / "head_config.json").is_file():
-        head = load_feature_head(ckpt, target)
-        head = head.to(torch.float32)
+        head = load_feature_head(ckpt, target).to(torch.float32)
+    elif cfg.init_from:
+        head = load_head(cfg.init_from, loaded).model.to(torch.float32)
+        log.info("starting from the head %s (its vocabulary; --head-vocab is not used)", cfg.init_from)
     else:
         special = {int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None}
         vocab = choose_head_vocab(train, cfg.head_vocab, special) if cfg.head_vocab > 0 else None
@@ -339,7 +384,7 @@ def train_head(cfg: HeadTrainConfig) -> Path:
                 torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 progress["step"] += 1
                 progress["positions"] += int(att.sum())
                 bar.update(1)

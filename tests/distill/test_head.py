@@ -10,9 +10,11 @@ from specdec.distill.head_train import (
     HeadTrainConfig,
     choose_head_vocab,
     head_columns,
+    heldout_answers,
     pad_batch,
     teacher,
     train_head,
+    unroll,
     unrolled_loss,
 )
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
@@ -69,6 +71,28 @@ def test_unrolled_loss_falls_when_fitting_one_batch(layers, head_vocab):
     assert float(loss.detach()) < 0.7 * first
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_unrolled_steps_see_what_a_drafted_token_sees_at_inference(attention):
+    """Step i of the batched training-time test at index t equals drafting i + 1 tokens one by one
+    after a prefill of positions 0..t (real features), through the head's own KV cache."""
+    from transformers import DynamicCache
+
+    target = tiny_pair()[0].model
+    head = FeatureHead(FeatureHeadConfig.for_target(target, "tiny", [2, 4]), target, dtype=torch.float32).eval()
+    head.body.set_attn_implementation(attention)
+    ids = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        feats = head.features(target(input_ids=ids, output_hidden_states=True).hidden_states)
+        outs = unroll(head, feats, ids, 3)
+        for t in (0, 4, 8):
+            cache = DynamicCache(config=head.body.config)
+            out = head.step(feats[:, :t + 1], ids[:, 1:t + 2], past_key_values=cache)[:, -1:]
+            torch.testing.assert_close(out[:, 0], outs[0][:, t], atol=1e-5, rtol=1e-4)
+            for i in (1, 2):  # the previous output stands in for the feature; token t + i + 1 is fed
+                out = head.step(out, ids[:, t + i + 1:t + i + 2], past_key_values=cache)
+                torch.testing.assert_close(out[:, 0], outs[i][:, t], atol=1e-5, rtol=1e-4)
+
+
 def test_train_head_logs_saves_and_resumes(tmp_path):
     target_dir, _ = save_tiny_pair(tmp_path / "pair")
     data = tmp_path / "data"
@@ -88,6 +112,39 @@ def test_train_head_logs_saves_and_resumes(tmp_path):
     with (again / "training_log.csv").open() as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps[-1] == 6 and steps.count(0) == 1
+
+
+def test_heldout_answers_take_each_kind_in_turn():
+    from specdec.distill.sources import is_heldout
+
+    seqs = [Sequence([1, 2, 3], 1, k, "answer") for k in range(400)]
+    seqs += [Sequence([1, 2, 3], 1, 10_000_000 + k, "self") for k in range(400)]
+    seqs += [Sequence([1, 2, 3], -1, 20_000_000 + k, "text") for k in range(400)]
+    held = heldout_answers(seqs, 0.05, 10)
+    assert [s.kind for s in held] == ["answer", "self"] * 5  # pool answers first in file order do not crowd out
+    assert all(is_heldout(s.key, 0.05) for s in held)
+    assert len(heldout_answers(seqs, 0.05, 10_000)) == sum(is_heldout(s.key, 0.05) for s in seqs[:800])
+
+
+def test_a_new_stage_starts_from_a_saved_head_with_its_vocabulary(tmp_path):
+    target_dir, _ = save_tiny_pair(tmp_path / "pair")
+    data = tmp_path / "data"
+    data.mkdir()
+    save_sequences(data / "answer_00000.safetensors", _sequences(60))
+    base = dict(target=str(target_dir), data_dir=str(data), minutes=5, batch_tokens=256, eval_every_s=0.0,
+                heldout_frac=0.2, warmup=2, target_dtype="float32")
+    first = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s1"), head_vocab=64, max_steps=6))
+    second = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s2"), head_vocab=32, max_steps=2,
+                                        init_from=str(first)))
+    target = tiny_pair()[0].model
+    head1, head2 = load_feature_head(first, target), load_feature_head(second, target)
+    assert head2.head_config.draft_vocab == head1.head_config.draft_vocab  # the saved head's, not --head-vocab
+    with (first / "training_log.csv").open() as f:
+        best1 = max(float(r["heldout_agreement"]) for r in csv.DictReader(f))
+    with (second / "training_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2]
+    assert float(rows[0]["heldout_agreement"]) == pytest.approx(best1)  # step 0 scores the saved head as it was
 
 
 def test_a_time_budget_sizes_the_schedule_from_measured_steps(tmp_path):
@@ -122,3 +179,25 @@ def test_agreement_figure_from_a_head_log_and_draft_stage_logs(tmp_path):
     out = tmp_path / "agreement.png"
     assert main(["curve", "--head-log", str(head), "--draft-dir", str(draft), "--out", str(out)]) == 0
     assert out.stat().st_size > 20_000
+
+
+def test_a_head_trained_in_stages_is_drawn_end_to_end(tmp_path, capsys):
+    from specdec.distill.cli import main
+    from specdec.distill.curves import head_curve
+
+    head = tmp_path / "head"
+    head.mkdir()
+    columns = "step,elapsed_s,positions,train_loss,heldout_agreement,heldout_agreement_2,lr\n"
+    (head / "training_log_stage1.csv").write_text(columns + "0,0,0,0,0.0,0.0,0\n10,600,40000,3.1,0.31,0.2,1e-3\n")
+    (head / "training_log.csv").write_text(columns + "0,0,0,0,0.30,0.2,0\n10,300,50000,2.5,0.45,0.3,5e-4\n")
+    curve = head_curve([head / "training_log_stage1.csv", head / "training_log.csv"])
+    assert curve.minutes.tolist() == [0, 10, 10, 15] and curve.positions.tolist() == [0, 40000, 40000, 90000]
+    assert curve.stage.tolist() == [1, 1, 2, 2]
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    (draft / "training_log.csv").write_text("step,epoch,elapsed_s,train_loss,heldout_agreement,lr\n0,0,0,0,0.1,1e-3\n")
+    out = tmp_path / "agreement.png"
+    assert main(["curve", "--head-dir", str(head), "--draft-dir", str(draft), "--out", str(out)]) == 0
+    assert out.stat().st_size > 20_000
+    assert main(["curve", "--head-dir", str(tmp_path / "none"), "--draft-dir", str(draft), "--out", str(out)]) == 2
+    assert "no training log" in capsys.readouterr().err
