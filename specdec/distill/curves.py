@@ -55,7 +55,8 @@ def plot_agreement(head_logs: list[Path], stage_logs: list[Path], stage_position
         if part.agreement_2.notna().any():
             a1.plot(part.minutes, part.agreement_2, "s--", color="tab:blue", alpha=0.6,
                     label=f"{head_label}, second draft (if first right)" if first else None)
-        a2.plot(part.positions.clip(lower=1), part.agreement, "o-", color="tab:blue",
+        trained = part[part.positions > 0]  # a log axis: the untrained start has no place on it
+        a2.plot(trained.positions, trained.agreement, "o-", color="tab:blue",
                 label=f"{head_label}: positions trained on" if first else None)
         if not first:
             a1.axvline(part.minutes.iloc[0], color="tab:blue", ls=":", lw=0.8)
