@@ -146,11 +146,12 @@ def chain_mask(lengths: list[int], device: Any, additive: bool = False) -> torch
 
 
 def unroll(head: FeatureHead, feats: torch.Tensor, ids: torch.Tensor, steps: int,
-           tokens: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+           drafted: bool = False) -> list[torch.Tensor]:
     """The head's outputs of unrolled steps 0..steps-1 over a right-padded batch, through one KV cache.
 
     Step i's output at index t (position t + i) predicts token t + i + 2; it reads step i-1's output
-    at t as its feature and token t + i + 1 (``tokens[i]`` instead, when given: drafted tokens).
+    at t as its feature and token t + i + 1: the data's (training), or with ``drafted`` the head's
+    own greedy draft of it from step i-1 (as at inference).
     """
     cache = DynamicCache(config=head.body.config)
     additive = head.body.config._attn_implementation != "sdpa"
@@ -160,7 +161,7 @@ def unroll(head: FeatureHead, feats: torch.Tensor, ids: torch.Tensor, steps: int
         lengths.append(n)
         pos = torch.arange(i, i + n, device=ids.device).unsqueeze(0)
         mask = chain_mask(lengths, ids.device, additive) if i else None  # step 0: the causal mask
-        nxt = ids[:, i + 1:] if tokens is None else tokens[i][:, :n]
+        nxt = head.logits(outs[-1][:, :n]).argmax(-1) if drafted and i else ids[:, i + 1:]
         out = head.step(inputs[:, :n], nxt, past_key_values=cache, position_ids=pos, attention_mask=mask)
         outs.append(out)
         inputs = out
@@ -201,13 +202,12 @@ def agreement(head: FeatureHead, target: Any, held: list[Sequence], pad: int, cf
             continue
         hidden, _, tids = teacher(target, ids, att, 1)
         greedy = tids[..., 0]  # greedy[:, t]: the target's choice for token t + 1
-        feats = head.features(hidden)
-        out = unroll(head, feats, ids, 1)[0]
-        first = head.logits(out).argmax(-1)  # first[:, t] drafts token t + 2
+        out1, out2 = unroll(head, head.features(hidden), ids, 2, drafted=True)
+        first = head.logits(out1).argmax(-1)  # first[:, t] drafts token t + 2
         right1 = first[:, :-1] == greedy[:, 1:-1]  # (B, width - 2), position t: token t + 2
         m1 = answer[:, 2:]
         hit1, n1 = hit1 + int(right1[m1].sum()), n1 + int(m1.sum())
-        second = head.logits(unroll(head, feats, ids, 2, [ids[:, 1:], first])[1]).argmax(-1)  # token t + 3
+        second = head.logits(out2).argmax(-1)  # token t + 3, drafted after first[:, t]
         m2 = answer[:, 3:] & right1[:, :-1]
         hit2, n2 = hit2 + int((second[:, :-1] == greedy[:, 2:-1])[m2].sum()), n2 + int(m2.sum())
     head.train()

@@ -91,6 +91,12 @@ def test_unrolled_steps_see_what_a_drafted_token_sees_at_inference(attention):
             for i in (1, 2):  # the previous output stands in for the feature; token t + i + 1 is fed
                 out = head.step(out, ids[:, t + i + 1:t + i + 2], past_key_values=cache)
                 torch.testing.assert_close(out[:, 0], outs[i][:, t], atol=1e-5, rtol=1e-4)
+        drafted = unroll(head, feats, ids, 2, drafted=True)  # step 1 fed the head's own first draft
+        for t in (0, 5):
+            cache = DynamicCache(config=head.body.config)
+            out = head.step(feats[:, :t + 1], ids[:, 1:t + 2], past_key_values=cache)[:, -1:]
+            out = head.step(out, head.logits(out).argmax(-1), past_key_values=cache)
+            torch.testing.assert_close(out[:, 0], drafted[1][:, t], atol=1e-5, rtol=1e-4)
 
 
 def test_train_head_logs_saves_and_resumes(tmp_path):
