@@ -113,6 +113,8 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
     h.add_argument("--docs-dir", default="", help="Python documentation .txt sources")
     h.add_argument("--code-dir", default="", help="Python source files (*.py)")
     h.add_argument("--answer-minutes", type=float, default=d.answer_minutes, help="the target answers pool prompts")
+    h.add_argument("--answer-kinds", default=",".join(d.answer_kinds),
+                   help="which pool prompts the target answers: shk, doc, code (comma-separated)")
     h.add_argument("--self-minutes", type=float, default=d.self_minutes,
                    help="the target writes questions itself and answers them")
     h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
@@ -123,7 +125,7 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
                    help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's)")
     h.add_argument("--init-from", default=t.init_from,
                    help="start from this saved head (a new stage: its weights and vocabulary, a fresh schedule)")
-    h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget")
+    h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget (0: build the data only)")
     h.add_argument("--max-steps", type=int, default=t.max_steps, help="> 0: stop after this many steps")
     h.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
     h.add_argument("--warmup", type=int, default=t.warmup, help="linear warmup steps")
@@ -153,7 +155,10 @@ def run_head(args: dict) -> None:
         build_head_data(HeadDataConfig(
             target=args["target"], data_dir=args["data_dir"], sources=src, answer_minutes=args["answer_minutes"],
             self_minutes=args["self_minutes"], batch_size=args["batch_size"], max_new_tokens=args["max_new_tokens"],
-            dtype=args["dtype"], device=args["device"], seed=args["seed"]))
+            dtype=args["dtype"], device=args["device"], seed=args["seed"],
+            answer_kinds=tuple(k.strip() for k in args["answer_kinds"].split(",") if k.strip())))
+    if args["train_minutes"] <= 0 and args["max_steps"] <= 0:
+        return
     layers = tuple(int(x) for x in args["feature_layers"].split(",") if x.strip())
     train_head(HeadTrainConfig(
         target=args["target"], data_dir=args["data_dir"], out_dir=args["out_dir"], feature_layers=layers,

@@ -63,6 +63,7 @@ class HeadDataConfig:
     data_dir: str = "distill_work/head-data"
     sources: Sources = field(default_factory=Sources)
     answer_minutes: float = 10.0  # the target answers prompts of the pool
+    answer_kinds: tuple[str, ...] = ("shk", "doc", "code")  # which of the pool's prompts it answers
     self_minutes: float = 10.0  # the target writes questions and answers them
     batch_size: int = 32
     max_new_tokens: int = 160
@@ -132,6 +133,13 @@ def question_prefix(tok: Any, topic: str) -> list[int]:
     return tok(text.split(_SENTINEL)[0], add_special_tokens=False)["input_ids"]
 
 
+def answer_queue(pool: list[ChatPrompt], done: list[Sequence], kinds: tuple[str, ...]) -> list[ChatPrompt]:
+    """The pool's prompts of ``kinds`` not answered yet in ``done``, in pool order: a later run (or a
+    narrower choice of kinds) continues where the shards stop instead of answering a prompt twice."""
+    answered = {s.key for s in done if s.kind == "answer"}
+    return [p for p in pool if p.kind in kinds and p.key not in answered]
+
+
 def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) -> int:
     """Run ``make(batch_index)`` (None: the pool is used up) batch after batch for ``minutes``, one shard
     per batch that yielded sequences; return the shards written."""
@@ -156,6 +164,9 @@ def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) 
 def build_head_data(cfg: HeadDataConfig) -> Path:
     """Write (or extend) the sequence shards under ``cfg.data_dir``; return that directory."""
     cfg.sources.validate()
+    unknown = set(cfg.answer_kinds) - {"shk", "doc", "code"}
+    if unknown:
+        raise ValueError(f"answer kinds must be among shk, doc, code; got {sorted(unknown)}")
     data_dir = Path(cfg.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
@@ -168,8 +179,12 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
             save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
         log.info("text: %d prompts as user turns", len(text))
 
+    todo = answer_queue(pool, load_sequences(data_dir), cfg.answer_kinds)
+    first_answer = _next_index(data_dir, "answer")
+
     def answers(index: int) -> list[Sequence] | None:
-        batch = pool[index * cfg.batch_size:(index + 1) * cfg.batch_size]
+        i = index - first_answer
+        batch = todo[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         if not batch:
             return None
         prompts = [chat_ids(tok, p.text, cfg.max_prompt_tokens) for p in batch]
@@ -191,7 +206,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
         return [Sequence(p + g, len(p), base + j, "self") for j, (p, g) in enumerate(zip(prompts, gens))]
 
     if cfg.answer_minutes > 0:
-        _timed_batches("answer", cfg.answer_minutes, _next_index(data_dir, "answer"), answers, data_dir)
+        _timed_batches("answer", cfg.answer_minutes, first_answer, answers, data_dir)
     if cfg.self_minutes > 0:
         _timed_batches("self", cfg.self_minutes, _next_index(data_dir, "self"), self_questions, data_dir)
     return data_dir

@@ -5,6 +5,7 @@ import pytest
 
 from specdec import cli as project_cli
 from specdec.distill import cli
+from specdec.distill.head_data import load_sequences
 
 
 def test_help_lists_the_three_stages(capsys):
@@ -54,3 +55,23 @@ def test_stages_end_to_end(tmp_path, saved_target, shakespeare_dir, capsys):
     assert cli.main(["eval", "--draft-dir", draft, "--data-dir", data, "--heldout-frac", "0.3", "--threads", "1"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("held-out agreement ") and "target positions" in out
+
+
+def test_head_data_only_answers_the_chosen_kinds_and_trains_nothing(tmp_path, saved_target, shakespeare_dir, capsys):
+    data, out = tmp_path / "data", tmp_path / "head"
+    common = ["head", "--target", str(saved_target), "--shakespeare-dir", str(shakespeare_dir), "--data-dir", str(data),
+              "--out-dir", str(out), "--self-minutes", "0", "--answer-minutes", "0.01", "--batch-size", "4",
+              "--max-new-tokens", "3", "--train-minutes", "0", "--threads", "1"]
+    assert cli.main([*common, "--answer-kinds", "doc"]) == 0  # the pool holds no doc prompt: nothing to answer
+    assert not list(data.glob("answer_*")) and list(data.glob("text_*")) and not out.exists()
+    assert cli.main([*common, "--answer-kinds", "shk", "--answer-minutes", "1"]) == 0  # the whole (tiny) pool
+    first = sorted(data.glob("answer_*"))
+    texts = [s.key for s in load_sequences(data) if s.kind == "text"]
+    assert first and not out.exists()
+    assert cli.main([*common, "--answer-kinds", "shk"]) == 0  # a second run finds every prompt answered
+    keys = [s.key for s in load_sequences(data) if s.kind == "answer"]
+    assert sorted(data.glob("answer_*")) == first and sorted(keys) == sorted(texts)
+    capsys.readouterr()
+    assert cli.main([*common, "--answer-kinds", "shk,poems"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "answer kinds must be among shk, doc, code" in err and "\n" not in err

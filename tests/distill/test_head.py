@@ -5,7 +5,7 @@ import csv
 import pytest
 import torch
 
-from specdec.distill.head_data import Sequence, load_sequences, save_sequences
+from specdec.distill.head_data import Sequence, answer_queue, load_sequences, save_sequences
 from specdec.distill.head_train import (
     HeadTrainConfig,
     choose_head_vocab,
@@ -17,6 +17,7 @@ from specdec.distill.head_train import (
     unroll,
     unrolled_loss,
 )
+from specdec.distill.sources import ChatPrompt
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
 from specdec.testing import save_tiny_pair, tiny_pair
 
@@ -36,6 +37,14 @@ def test_sequence_shards_round_trip(tmp_path):
     save_sequences(tmp_path / "self_00001.safetensors", seqs[3:])
     assert load_sequences(tmp_path) == seqs
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_answer_queue_skips_answered_prompts_and_other_kinds():
+    pool = [ChatPrompt(f"p{i}", ("shk", "doc", "code")[i % 3], i) for i in range(9)]
+    done = [Sequence([1, 2], 1, 0, "answer"), Sequence([1], -1, 3, "text"), Sequence([1, 2], 1, 6, "answer")]
+    assert [p.key for p in answer_queue(pool, done, ("shk", "doc", "code"))] == [1, 2, 3, 4, 5, 7, 8]
+    assert [p.key for p in answer_queue(pool, done, ("shk",))] == [3]  # 0 and 6 answered; a text row is not
+    assert answer_queue(pool, [], ()) == []
 
 
 def test_pad_batch_marks_answers_and_padding():
