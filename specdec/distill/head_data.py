@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..files import atomic_path
 from ..models import load_model
-from .sources import ChatPrompt, Sources, build_prompts
+from .sources import PROMPT_KINDS, ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class HeadDataConfig:
     data_dir: str = "distill_work/head-data"
     sources: Sources = field(default_factory=Sources)
     answer_minutes: float = 10.0  # the target answers prompts of the pool
-    answer_kinds: tuple[str, ...] = ("shk", "doc", "code")  # which of the pool's prompts it answers
+    answer_kinds: tuple[str, ...] = PROMPT_KINDS  # which of the pool's prompts it answers
     self_minutes: float = 10.0  # the target writes questions and answers them
     batch_size: int = 32
     max_new_tokens: int = 160
@@ -84,10 +84,11 @@ def save_sequences(path: Path, seqs: list[Sequence]) -> None:
         save_file(tensors, str(tmp), metadata={"kinds": json.dumps([s.kind for s in seqs])})
 
 
-def load_sequences(data_dir: str | Path) -> list[Sequence]:
-    """Every sequence of every shard in ``data_dir`` (``text_*``, ``answer_*``, ``self_*``), in file order."""
+def load_sequences(data_dir: str | Path, kind: str = "*") -> list[Sequence]:
+    """Every sequence of every shard in ``data_dir`` (``text_*``, ``answer_*``, ``self_*``; or of one
+    ``kind``), in file order."""
     out: list[Sequence] = []
-    for path in sorted(Path(data_dir).glob("*.safetensors")):
+    for path in sorted(Path(data_dir).glob(f"{kind}_*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
             kinds = json.loads(f.metadata()["kinds"])
             ids, offsets = f.get_tensor("ids").tolist(), f.get_tensor("offsets").tolist()
@@ -164,9 +165,9 @@ def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) 
 def build_head_data(cfg: HeadDataConfig) -> Path:
     """Write (or extend) the sequence shards under ``cfg.data_dir``; return that directory."""
     cfg.sources.validate()
-    unknown = set(cfg.answer_kinds) - {"shk", "doc", "code"}
+    unknown = set(cfg.answer_kinds) - set(PROMPT_KINDS)
     if unknown:
-        raise ValueError(f"answer kinds must be among shk, doc, code; got {sorted(unknown)}")
+        raise ValueError(f"answer kinds must be among {', '.join(PROMPT_KINDS)}; got {sorted(unknown)}")
     data_dir = Path(cfg.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
@@ -179,7 +180,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
             save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
         log.info("text: %d prompts as user turns", len(text))
 
-    todo = answer_queue(pool, load_sequences(data_dir), cfg.answer_kinds)
+    todo = answer_queue(pool, load_sequences(data_dir, "answer"), cfg.answer_kinds)
     first_answer = _next_index(data_dir, "answer")
 
     def answers(index: int) -> list[Sequence] | None:

@@ -57,12 +57,15 @@ class Sources:
             raise ValueError("no prompt source: give --shakespeare-dir, --docs-dir or --code-dir")
 
 
+PROMPT_KINDS = ("shk", "doc", "code")  # Shakespeare passages, documentation, source code
+
+
 @dataclass
 class ChatPrompt:
     """One user turn for the target; ``key`` (its index in the shuffled pool) decides held-out."""
 
     text: str
-    kind: str  # "shk", "doc" or "code"
+    kind: str  # one of PROMPT_KINDS
     key: int
 
 
