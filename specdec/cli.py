@@ -63,6 +63,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small_model", "--small-model", dest="small_model", help="draft: preset, .gguf, directory or hub id")
     p.add_argument("--head", default=None, help="feature head for --method/--methods eagle: a directory "
                    "(specdec distill head); default: the one bundled for the target, if any")
+    p.add_argument("--tree-width", dest="tree_width", type=int, default=None,
+                   help="nodes per level of method eagle-tree's token tree (default: specdec.methods.DEFAULT_TREE_WIDTH, 3)")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else float32 (CPU) "
@@ -114,7 +116,7 @@ def pair_specs(args) -> tuple[str, str]:
 
 def study_config(args):
     """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
-    from .methods import METHODS, STUDY_EXTRAS
+    from .methods import DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
     from .models.device import dtype_name, resolve_device
     from .models.presets import default_head
     from .study.config import EXPERIMENTS, StudyConfig
@@ -125,7 +127,8 @@ def study_config(args):
     head = args.head or default_head(target) or ""
     if args.methods is None:
         methods = tuple(m for m in STUDY_EXTRAS if (METHODS[m].draft != "head" or head)
-                        and (METHODS[m].modes != "compiled" or args.compile != "off"))
+                        and (METHODS[m].modes != "compiled" or args.compile != "off")
+                        and (METHODS[m].samples or args.temperature == 0))
     else:
         methods = _names(args.methods, "methods", STUDY_EXTRAS)
         if any(METHODS[m].draft == "head" for m in methods) and not head:
@@ -144,7 +147,8 @@ def study_config(args):
         max_tokens=parse_int_grid(pick("max_tokens"), "max-tokens"),
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),
         fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
-        fixed_n=args.fixed_n, methods=methods, compile=args.compile)
+        fixed_n=args.fixed_n, methods=methods, compile=args.compile,
+        tree_width=DEFAULT_TREE_WIDTH if args.tree_width is None else args.tree_width)
     cfg.validate()
     return cfg
 
@@ -236,7 +240,7 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_generate(argv: list[str]) -> int:
     """Generate from one prompt, optionally streaming with accepted drafts marked."""
-    from .methods import GENERATE_METHODS, METHODS
+    from .methods import DEFAULT_TREE_WIDTH, GENERATE_METHODS, METHODS
     from .stream import generate_main
 
     p = Parser(prog="specdec generate", description="Generate text from one prompt.")
@@ -255,6 +259,10 @@ def cmd_generate(argv: list[str]) -> int:
     if args.method == "autoregressive":
         args.method = "baseline"
     args.n = parse_int_grid(args.n, "n", allow_auto=True)[0]
+    if args.tree_width is None:
+        args.tree_width = DEFAULT_TREE_WIDTH
+    elif args.tree_width < 1:
+        raise UsageError(f"--tree-width must be >= 1, got {args.tree_width}")
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     args.big_model, args.small_model = pair_specs(args)

@@ -109,7 +109,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
-                  on_step=printer, compiler=compiler)
+                  on_step=printer, compiler=compiler, tree_width=args.tree_width)
     t0 = time.perf_counter()
     result = method.run(req)
     wall = time.perf_counter() - t0

@@ -56,6 +56,7 @@ def test_run_then_plot(tmp_path, pair_dirs, capsys):
     (["--n", "0"], ">= 1"),
     (["--prompt-lengths", "600"], "context"),
     (["--pair", "nope"], "unknown pair"),
+    (["--tree-width", "0"], "--tree-width must be >= 1"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, pair_dirs, capsys, extra, message):
     out = tmp_path / "r.csv"

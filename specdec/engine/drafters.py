@@ -15,14 +15,20 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, probs_from_logits, sample
+from .tree import ancestors
 
 
 @dataclass
 class Draft:
-    """Proposed tokens (k,) and, when sampling, the draft distributions q (k, V) they came from."""
+    """Proposed tokens (k,) and, when sampling, the draft distributions q (k, V) they came from.
+
+    ``parents`` (k,) makes it a token tree (:mod:`.tree`): node i continues node ``parents[i]``
+    (-1: the last committed token); None is a chain, each token continuing the one before.
+    """
 
     tokens: torch.Tensor
     q: torch.Tensor | None = None
+    parents: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -117,14 +123,29 @@ class FeatureHeadDrafter(Drafter):
     last committed position); drafting appends entries fed with the head's own predictions, and
     ``commit`` rolls them back (the cache rules of :mod:`.cache`) before adding the verify pass's real features.
     The target's hidden states come from the prefill and verify forwards: no extra target pass.
+
+    ``tree_width`` > 1 drafts a token tree instead of a chain (greedy only): N levels, each the
+    ``tree_width`` continuations of highest joint probability among the children of the level
+    before, one head forward per level (EAGLE-2's expansion without its re-ranking).
     """
 
     wants_hidden_states = True
 
-    def __init__(self, head: torch.nn.Module) -> None:
+    def __init__(self, head: torch.nn.Module, tree_width: int = 1) -> None:
+        if tree_width < 1:
+            raise ValueError(f"tree_width must be >= 1, got {tree_width}")
         self.model = head
+        self.tree_width = tree_width
+
+    @property
+    def makes_trees(self) -> bool:
+        return self.tree_width > 1
 
     def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
+        if self.makes_trees and not params.greedy:
+            raise ValueError("tree drafting is greedy only (temperature 0); method eagle samples")
+        if self.makes_trees and compiler is not None:
+            raise ValueError("tree drafting runs eager only (its verify pass needs a tree attention mask)")
         super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
         self.forward = Forward(self.model, compiler, max(max_len, prompt_ids.shape[1]), fn=self.model.step)
         self.real = 0  # head cache entries fed with the target's features
@@ -138,12 +159,19 @@ class FeatureHeadDrafter(Drafter):
             feats = self.model.features(hidden_states)[:, have - first_position: rows]
             self.pending.append(feats)
 
-    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+    def _catch_up(self, committed: torch.Tensor) -> torch.Tensor:
+        """Feed the pending real features; the head's output at the last committed token (1, 1, H)."""
         last = committed.shape[1] - 1
         feats = torch.cat(self.pending, dim=1)  # features of positions real .. last - 1
         hidden = self.forward(feats, committed[:, self.real + 1: last + 1])[:, -1:]
         self.forwards += 1
         self.real, self.pending = last, []
+        return hidden
+
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        hidden = self._catch_up(committed)
+        if self.makes_trees:
+            return self._tree(hidden, n)
         tokens, qs = [], []
         for i in range(n):
             token, q = self.choose(self.model.logits(hidden)[0, -1, : self.vocab_size])
@@ -154,6 +182,46 @@ class FeatureHeadDrafter(Drafter):
                 hidden = self.forward(hidden, token.view(1, 1))
                 self.forwards += 1
         return Draft(torch.stack(tokens), torch.stack(qs) if qs else None)
+
+    def _tree(self, hidden: torch.Tensor, depth: int) -> Draft:
+        """A tree of ``depth`` levels of ``tree_width`` nodes, parents first, the most likely chain at
+        the front (its rows are the ones the target's cache keeps most often)."""
+        width, base = self.tree_width, self.real  # the head's cache: base real entries, then the levels fed
+        score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
+        tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
+        front_hidden = hidden.expand(1, width, -1)  # each node's input feature: its parent's output
+        for level in range(1, depth):
+            fed = level * width  # nodes fed so far, this level's included, in node order
+            see = torch.ones(fed, base + fed, dtype=torch.bool, device=hidden.device)
+            see[:, base:] = ancestors(torch.cat(parents))
+            mask = torch.zeros(see.shape, dtype=hidden.dtype, device=hidden.device).masked_fill_(
+                ~see, torch.finfo(hidden.dtype).min)[None, None, -width:]
+            positions = torch.full((1, width), base + level - 1, device=hidden.device)
+            out = self.forward(front_hidden, tokens[-1].view(1, width), attention_mask=mask, position_ids=positions)
+            self.forwards += 1
+            logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width) per parent
+            score, flat = (scores[-1][:, None] + logq).flatten().topk(width)  # joint log q of the children
+            rows = flat // width  # which node of this level each child continues
+            tokens.append(ids.flatten()[flat])
+            parents.append(rows + (level - 1) * width)
+            scores.append(score)
+            front_hidden = out[:, rows]
+        return _chain_first(torch.cat(tokens), torch.cat(parents), width)
+
+
+def _chain_first(tokens: torch.Tensor, parents: torch.Tensor, width: int) -> Draft:
+    """Reorder a level-by-level tree so the chain of each level's best child of the chain comes first."""
+    chain = [0]
+    for level in range(1, tokens.shape[0] // width):
+        kids = [i for i in range(level * width, (level + 1) * width) if int(parents[i]) == chain[-1]]
+        if not kids:
+            break
+        chain.append(kids[0])  # a level's nodes are sorted by joint probability
+    order = chain + [i for i in range(tokens.shape[0]) if i not in set(chain)]
+    new_index = {old: new for new, old in enumerate(order)}
+    new_parents = torch.tensor([-1 if int(parents[i]) < 0 else new_index[int(parents[i])] for i in order],
+                               dtype=torch.long, device=tokens.device)
+    return Draft(tokens[order], None, new_parents)
 
 
 class PromptLookupDrafter(Drafter):

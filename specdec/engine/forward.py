@@ -218,6 +218,11 @@ def resolve_compiler(compile: bool | Compiler | None) -> Compiler | None:
     return default_compiler() if compile is True else compile
 
 
+def _given(value: Any) -> bool:
+    """False, 0 and None are every option's default: leave them out of the call (and the graph's key)."""
+    return isinstance(value, torch.Tensor) or bool(value)
+
+
 def _pad(x: torch.Tensor, rows: int) -> torch.Tensor:
     """Repeat the last row (dim 1) until there are ``rows``."""
     extra = rows - x.shape[1]
@@ -267,7 +272,7 @@ class Forward:
 
     def __call__(self, *inputs: torch.Tensor, logits_to_keep: int | None = None, **kwargs: Any) -> Any:
         rows = inputs[0].shape[1]
-        kwargs = {**{k: v for k, v in kwargs.items() if v}, **self.fixed}  # False/0/None are the defaults
+        kwargs = {**{k: v for k, v in kwargs.items() if _given(v)}, **self.fixed}
         if logits_to_keep:
             kwargs["logits_to_keep"] = logits_to_keep
         shape = None if self.compiler is None else self.compiler.shape_for(rows)

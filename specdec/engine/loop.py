@@ -19,6 +19,7 @@ from .forward import Compiler, Forward, compiled_attention, resolve_compiler
 from .sampling import SamplingParams, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
+from .tree import contiguous_prefix, greedy_tree_accept, tree_depths, tree_inputs
 from .verify import greedy_accept, rejection_accept
 from .vocab import shared_vocab_size
 
@@ -189,34 +190,45 @@ def speculative_generate(
             # 1. Draft: at most one token fewer than the budget left, since the target adds one.
             n = min(policy(stats), prompt_len + max_new_tokens - pos - 1)
             proposal = drafter.propose(seq[:, :pos], n) if n > 0 else Draft(seq.new_empty(0))
-            k = len(proposal)
-            # 2. Verify: one target pass over [last committed, d1 .. dk].
-            block = torch.cat([seq[:, pos - 1: pos], proposal.tokens.view(1, k)], dim=1)
-            out = forward(block, output_hidden_states=features)
-            logits = out.logits[0, :, :vocab]
+            k, tree = len(proposal), proposal.parents is not None
+            # 2. Verify: one target pass over [committed tokens not cached yet (the last one at least),
+            #    d1 .. dk]; a tree's nodes see only their ancestors (specdec.engine.tree).
+            block_start, prefix = forward.length, pos - forward.length
+            block = torch.cat([seq[:, block_start: pos], proposal.tokens.view(1, k)], dim=1)
+            mask, positions = tree_inputs(proposal.parents, block_start, prefix, target.dtype) if tree else (None, None)
+            out = forward(block, output_hidden_states=features, attention_mask=mask, position_ids=positions)
+            logits = out.logits[0, prefix - 1:, :vocab]  # from the last committed token on
             # 3. Accept: the kept drafts plus the target's correction or bonus token.
             if k == 0:
-                n_acc, next_token = 0, int(_choose(logits[0], params, gen))
-            elif params.greedy:
-                n_acc, next_token = greedy_accept(proposal.tokens, logits.argmax(-1))
+                path, next_token = [], int(_choose(logits[0], params, gen))
+            elif tree:
+                path, next_token = greedy_tree_accept(proposal.tokens, proposal.parents, logits.argmax(-1))
             else:
-                n_acc, next_token = rejection_accept(
-                    proposal.tokens, proposal.q, probs_from_logits(logits, params), gen)
-            new = proposal.tokens[:n_acc].tolist() + [next_token]
+                n_acc, next_token = (greedy_accept(proposal.tokens, logits.argmax(-1)) if params.greedy else
+                                     rejection_accept(proposal.tokens, proposal.q, probs_from_logits(logits, params), gen))
+                path = list(range(n_acc))
+            new = proposal.tokens[path].tolist() + [next_token]
             if eos:
                 stop_at = next((i for i, t in enumerate(new) if t in eos), None)
                 if stop_at is not None:
                     new, done = new[: stop_at + 1], True
             seq[0, pos: pos + len(new)] = torch.tensor(new, dtype=seq.dtype)
-            pos, block_start = pos + len(new), pos - 1
-            # 4. Roll both caches back to the committed length - 1 (the rules in specdec.engine.cache).
-            forward.rollback(pos - 1)
-            drafter.commit(pos, out.hidden_states, block_start)
-            # 5. Record.
+            pos, n_acc = pos + len(new), len(path)
+            # 4. Roll both caches back (the rules in specdec.engine.cache): the target keeps the block's
+            #    rows up to the last committed token, less a tree's off-front path (fed again next step);
+            #    the drafter gets the committed rows' hidden states.
+            forward.rollback(min(pos - 1, block_start + prefix + contiguous_prefix(path)))
+            hidden = out.hidden_states
+            if tree and hidden is not None:
+                rows = torch.tensor(list(range(prefix)) + [prefix + i for i in path], device=device)
+                hidden = tuple(h[:, rows] for h in hidden)
+            drafter.commit(pos, hidden, block_start)
+            # 5. Record (a tree's drafts count its levels, one per position it reaches).
+            depth = int(tree_depths(proposal.parents).max()) if tree else k
             stats.target_forwards += 1
-            stats.drafted += k
+            stats.drafted += depth
             stats.accepted += n_acc
-            stats.drafted_per_step.append(k)
+            stats.drafted_per_step.append(depth)
             stats.accepted_per_step.append(n_acc)
             if on_step is not None:
                 on_step(new[:n_acc], new[n_acc] if len(new) > n_acc else None)

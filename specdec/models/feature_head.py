@@ -163,6 +163,17 @@ class FeatureHead(nn.Module):
         full = small.new_full((*small.shape[:-1], self.head_config.target_vocab_size), float("-inf"))
         return full.index_copy_(-1, self.vocab_ids, small)
 
+    def top_tokens(self, hidden: torch.Tensor, k: int, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k likeliest next ids below ``vocab_size`` and their log q, each (..., k), from the head's
+        own columns (no full-vocabulary row: a token tree ranks many rows at once)."""
+        scores = self.head_logits(hidden).float()
+        if self.lm_head is None:
+            scores[..., vocab_size:] = float("-inf")
+        elif vocab_size < self.head_config.target_vocab_size:
+            scores = scores.masked_fill(self.vocab_ids >= vocab_size, float("-inf"))
+        logq, col = scores.log_softmax(-1).topk(k, dim=-1)
+        return logq, col if self.lm_head is None else self.vocab_ids[col]
+
     def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = True,
                 logits_to_keep: int = 0, attention_mask: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:
         """A causal LM's call with zero features: the same work as a drafting step, for timing."""

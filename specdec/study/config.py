@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-from ..methods import METHODS, STUDY_EXTRAS
+from ..methods import DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
 from .prompts import NATURAL_LENGTH, PROMPT_SETS
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
@@ -38,6 +38,7 @@ class StudyConfig:
     # eagle needs a head; hf-static needs a compiled mode
     methods: tuple[str, ...] = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head" and METHODS[m].modes != "compiled")
     compile: str = "off"  # "on": static caches + compiled forwards for baseline and candidates; "both": each cell twice
+    tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's nodes per level
 
     def compiled_modes(self) -> tuple[bool, ...]:
         return COMPILE_MODES[self.compile]
@@ -86,6 +87,11 @@ class StudyConfig:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.temperature < 0 or not math.isfinite(self.temperature):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        greedy_only = [m for m in self.methods if not METHODS[m].samples]
+        if greedy_only and self.temperature > 0:
+            raise ValueError(f"method {greedy_only[0]} is greedy only: leave it out or use --temperature 0")
+        if self.tree_width < 1:
+            raise ValueError(f"--tree-width must be >= 1, got {self.tree_width}")
 
     def longest_request(self) -> int:
         """The largest prompt length + new tokens any cell asks for."""

@@ -135,7 +135,7 @@ class Study:
         """One timed generation of ``method`` for ``cell``'s N and length, EOS ignored."""
         req = Request(self.target.model, self.draft_for(method), ids, cell.n_draft, cell.max_new_tokens,
                       temperature=self.cfg.temperature, seed=seed, eos_token_id=None,
-                      compiler=self.compiler if cell.compiled else None)
+                      compiler=self.compiler if cell.compiled else None, tree_width=self.cfg.tree_width)
         return Timed(*timed(lambda: METHODS[method].run(req), self.device))
 
     def pair(self, cell: Cell, ids: torch.Tensor, seed: int) -> tuple[Timed, Timed]:

@@ -6,6 +6,7 @@ import torch
 from specdec import autoregressive_generate, speculative_generate
 from specdec.engine.drafters import FeatureHeadDrafter
 from specdec.engine.sampling import SamplingParams
+from specdec.engine.tree import greedy_tree_accept, tree_depths, tree_inputs
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
 from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
 
@@ -47,14 +48,16 @@ def test_reduced_head_never_proposes_ids_it_does_not_score(pair, prompt):
     assert proposed and all(t % 2 == 0 for t in proposed)
 
 
-def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt):
-    """Step the loop by hand; after a partly rejected draft the head must state what a fresh head would."""
+@pytest.mark.parametrize("width", [1, 3])
+def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt, width):
+    """Step the loop by hand (a chain, or a tree whose kept path's hidden rows are gathered); after a
+    partly rejected draft the head must state what a fresh head would."""
     target, _ = pair
     head = _head(target)
     params = SamplingParams()
 
     def fresh_drafter(committed):
-        d = FeatureHeadDrafter(head)
+        d = FeatureHeadDrafter(head, tree_width=width)
         d.start(committed[:, :-1], params, 256, None)
         hs = target(committed[:, :-1], output_hidden_states=True).hidden_states
         d.commit(committed.shape[1], hs, 0)
@@ -66,14 +69,16 @@ def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt):
         draft = live.propose(committed, 4)
         rejections = 0
         for _ in range(6):
-            block = torch.cat([committed[:, -1:], draft.tokens.view(1, -1)], 1)
             start = committed.shape[1] - 1
-            out = target(torch.cat([committed[:, :-1], block], 1), output_hidden_states=True)
-            argmax = out.logits[0, start:].argmax(-1)
-            n_acc = int((draft.tokens == argmax[:-1]).long().cumprod(0).sum())
-            rejections += n_acc < len(draft)
-            committed = torch.cat([committed, draft.tokens[:n_acc].view(1, -1), argmax[n_acc].view(1, 1)], 1)
-            live.commit(committed.shape[1], tuple(h[:, start:] for h in out.hidden_states), start)
+            parents = draft.parents if draft.parents is not None else torch.arange(-1, len(draft) - 1)
+            mask, positions = tree_inputs(parents, 0, committed.shape[1], target.dtype)
+            out = target(torch.cat([committed, draft.tokens.view(1, -1)], 1), attention_mask=mask,
+                         position_ids=positions, output_hidden_states=True)
+            path, nxt = greedy_tree_accept(draft.tokens, parents, out.logits[0, start:].argmax(-1))
+            rejections += len(path) < int(tree_depths(parents).max())
+            committed = torch.cat([committed, draft.tokens[path].view(1, -1), torch.tensor([[nxt]])], 1)
+            rows = torch.tensor([start] + [start + 1 + i for i in path])
+            live.commit(committed.shape[1], tuple(h[:, rows] for h in out.hidden_states), start)
             assert live.forward.cache.get_seq_length() == start  # the drafted entries are gone
             fresh = fresh_drafter(committed)
             draft, reference = live.propose(committed, 4), fresh.propose(committed, 4)
@@ -102,3 +107,59 @@ def test_sampled_output_keeps_the_target_distribution_through_the_head():
         accepted, drafted = accepted + res.stats.accepted, drafted + res.stats.drafted
     assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
     assert 0 < accepted < drafted
+
+
+SMALL = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2, eps=0.3,
+                    head_scale=3.0, seed=8)  # 16 ids: a random head's tree often holds the target's token
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_tree_greedy_output_equals_plain_decoding(width):
+    target, _ = fixture_pair(SMALL)
+    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    accepted = 0
+    for n in (1, 2, 4, 8):
+        res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW,
+                                   drafter=FeatureHeadDrafter(head, tree_width=width))
+        assert res.tokens == ref
+        assert max(res.stats.drafted_per_step) <= n
+        accepted += res.stats.accepted
+    assert accepted >= 4 * width  # paths were kept (off the front too), so the head got their hidden states
+
+
+def test_tree_levels_are_the_heads_likeliest_continuations_with_the_best_chain_first(pair, prompt):
+    target, _ = pair
+    head = _head(target)
+    d = FeatureHeadDrafter(head, tree_width=3)
+    with torch.inference_mode():
+        d.start(prompt, SamplingParams(), 256, None)
+        d.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
+        committed = torch.cat([prompt, torch.tensor([[9]])], 1)
+        tree = d.propose(committed, 4)
+        assert len(tree) == 12 and d.forwards == 4  # 4 levels of 3, one head forward per level
+        parents = tree.parents.tolist()
+        assert all(p < i for i, p in enumerate(parents))
+        assert parents[:4] == [-1, 0, 1, 2]  # the best chain at the front
+        first = {tree.tokens[i].item() for i, p in enumerate(parents) if p == -1}
+        fresh = FeatureHeadDrafter(head)
+        fresh.start(prompt, SamplingParams(), 256, None)
+        fresh.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
+        logits = head.logits(fresh._catch_up(committed))[0, -1]
+        assert first == set(logits.topk(3).indices.tolist())
+        assert tree.tokens[0] == logits.argmax()
+        d.commit(committed.shape[1], None)
+        assert d.forward.cache.get_seq_length() == prompt.shape[1]  # the tree's entries are rolled back
+
+
+def test_tree_drafting_refuses_sampling_and_compiling_in_one_line(pair, prompt):
+    target, _ = pair
+    drafter = FeatureHeadDrafter(_head(target), tree_width=2)
+    with pytest.raises(ValueError, match="greedy only"):
+        speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=4, temperature=1.0,
+                             drafter=drafter)
+    with pytest.raises(ValueError, match="eager only"):
+        drafter.start(prompt, SamplingParams(), 256, None, compiler=object())
+    with pytest.raises(ValueError, match="tree_width"):
+        FeatureHeadDrafter(_head(target), tree_width=0)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from specdec import autoregressive_generate, speculative_generate
+from specdec.engine.drafters import Draft, Drafter
 from specdec.engine.stats import alpha_from_counts
 from specdec.testing import (
     CHI2_CRITICAL_P001,
@@ -191,3 +192,55 @@ def test_seed_makes_sampling_reproducible(pair, prompt):
     a = speculative_generate(target, draft, prompt, max_new_tokens=20, temperature=0.8, top_k=20, seed=3)
     b = speculative_generate(target, draft, prompt, max_new_tokens=20, temperature=0.8, top_k=20, seed=3)
     assert a.tokens == b.tokens
+
+
+class OracleTreeDrafter(Drafter):
+    """Trees of ``width`` nodes per level that hold the target's next token at a random node of each
+    level (under the previous level's true node) with probability ``hit``: accepted paths leave the
+    block's front, so the loop must feed their tokens to the target again."""
+
+    def __init__(self, continuation: list[int], prompt_len: int, width: int = 3, hit: float = 0.8) -> None:
+        self.continuation, self.prompt_len, self.width, self.hit = continuation, prompt_len, width, hit
+        self.rng = torch.Generator().manual_seed(3)
+        self.sizes: list[int] = []  # nodes of each tree proposed
+
+    def propose(self, committed, n):
+        truth = self.continuation[committed.shape[1] - self.prompt_len:]
+        tokens, parents, true_node = [], [], -1
+        for level in range(min(n, len(truth))):
+            slot = int(torch.randint(self.width, (1,), generator=self.rng))
+            keep = true_node != -1 or level == 0
+            keep = keep and float(torch.rand(1, generator=self.rng)) < self.hit
+            first = len(tokens)
+            for j in range(self.width):
+                if keep and j == slot:
+                    tokens.append(truth[level])
+                    parents.append(true_node)
+                else:
+                    tokens.append((truth[level] + 1 + j) % 256)
+                    parents.append(-1 if level == 0 else first - self.width + int(torch.randint(self.width, (1,),
+                                                                                                generator=self.rng)))
+            true_node = first + slot if keep else -1
+            if not keep:
+                break
+        self.sizes.append(len(tokens))
+        return Draft(torch.tensor(tokens, dtype=torch.long), None, torch.tensor(parents, dtype=torch.long))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_tree_drafts_off_the_blocks_front_keep_greedy_output_identical(pair, reference, n):
+    target, _ = pair
+    prompt, ref = reference
+    drafter = OracleTreeDrafter(ref, prompt.shape[1])
+    rows = []
+    hook = target.register_forward_pre_hook(
+        lambda m, args, kw: rows.append((args[0] if args else kw["input_ids"]).shape[1]), with_kwargs=True)
+    try:
+        res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW, drafter=drafter)
+    finally:
+        hook.remove()
+    assert res.tokens == ref
+    refed = [r - k for r, k in zip(rows[1:], drafter.sizes)]  # committed rows each verify pass fed
+    assert min(refed) == 1 and max(refed) > 1  # some kept paths left the front and were fed again
+    assert res.stats.accepted > 0 and res.stats.tokens_per_step > 1.2
+    assert max(res.stats.drafted_per_step) <= n  # a tree's drafts count its levels

@@ -1,0 +1,81 @@
+"""Token trees: several candidate continuations verified in one target pass (EAGLE, SpecInfer).
+
+A tree is its nodes' tokens and parents (``-1``: a child of the last committed token), parents
+before children. The target scores every node in one forward: each node attends to the cached
+sequence, the block's committed rows and its own ancestors only, at the position its depth gives.
+Greedy acceptance walks down from the last committed token, at each node taking the child equal
+to the target's argmax there: the kept path is exactly what greedy decoding would have produced.
+Pure tensor functions; no models.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def tree_depths(parents: torch.Tensor) -> torch.Tensor:
+    """Depth of each node (1 for children of the last committed token); parents precede children."""
+    depths: list[int] = []
+    for p in parents.tolist():
+        if not -1 <= p < len(depths):
+            raise ValueError(f"a node's parent must be -1 or an earlier node, got {p} at node {len(depths)}")
+        depths.append(1 if p < 0 else depths[p] + 1)
+    return torch.tensor(depths, dtype=torch.long, device=parents.device)
+
+
+def ancestors(parents: torch.Tensor) -> torch.Tensor:
+    """(M, M) bool: ``[i, j]`` is True when node j is node i or one of its ancestors."""
+    m = parents.shape[0]
+    out = torch.eye(m, dtype=torch.bool, device=parents.device)
+    for i, p in enumerate(parents.tolist()):
+        if p >= 0:
+            out[i] |= out[p]
+    return out
+
+
+def tree_inputs(parents: torch.Tensor, past: int, prefix: int, dtype: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention mask (1, 1, prefix + M, past + prefix + M), additive (0 or the dtype's minimum),
+    and position ids (1, prefix + M) for a block of ``prefix`` committed rows then the M nodes,
+    over a cache of ``past`` positions. The prefix is causal; a node sees the prefix and its ancestors."""
+    rows = prefix + parents.shape[0]
+    device = parents.device
+    see = torch.zeros(rows, past + rows, dtype=torch.bool, device=device)
+    see[:, :past] = True
+    see[:prefix, past:past + prefix] = torch.ones(prefix, prefix, dtype=torch.bool, device=device).tril()
+    see[prefix:, past:past + prefix] = True
+    see[prefix:, past + prefix:] = ancestors(parents)
+    mask = torch.zeros(see.shape, dtype=dtype, device=device).masked_fill_(~see, torch.finfo(dtype).min)
+    positions = torch.cat([torch.arange(past, past + prefix, device=device),
+                           past + prefix - 1 + tree_depths(parents)])
+    return mask[None, None], positions[None]
+
+
+def greedy_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, target_argmax: torch.Tensor
+                       ) -> tuple[list[int], int]:
+    """(path, next_token): the nodes kept, root to leaf, and the target's token after them.
+
+    tokens, parents: (M,); target_argmax: (M + 1,), the target's argmax at the last committed
+    token (row 0) and at each node (row i + 1).
+    """
+    children: dict[int, list[int]] = {}
+    for i, p in enumerate(parents.tolist()):
+        children.setdefault(p, []).append(i)
+    toks, best = tokens.tolist(), target_argmax.tolist()
+    path, node = [], -1
+    while True:
+        want = best[node + 1]
+        nxt = next((c for c in children.get(node, ()) if toks[c] == want), None)
+        if nxt is None:
+            return path, want
+        path.append(nxt)
+        node = nxt
+
+
+def contiguous_prefix(path: list[int]) -> int:
+    """How many of the path's nodes sit at the front of the block in order (nodes 0, 1, ...):
+    their rows in the verify pass are already the committed sequence's, so the cache keeps them."""
+    n = 0
+    while n < len(path) and path[n] == n:
+        n += 1
+    return n

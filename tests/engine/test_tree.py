@@ -1,0 +1,68 @@
+"""Token trees: depths, the tree attention mask and positions, greedy acceptance (no model), and one
+tiny target scoring a tree's nodes exactly as it scores each root-to-node path on its own."""
+
+import pytest
+import torch
+
+from specdec.engine.tree import ancestors, contiguous_prefix, greedy_tree_accept, tree_depths, tree_inputs
+
+# root ─┬─ 0 (a) ─┬─ 2 (c) ── 5 (f)
+#       │         └─ 3 (d)
+#       └─ 1 (b) ──── 4 (e)
+PARENTS = torch.tensor([-1, -1, 0, 0, 1, 2])
+TOKENS = torch.tensor([10, 11, 12, 13, 14, 15])
+
+
+def test_depths_and_ancestors():
+    assert tree_depths(PARENTS).tolist() == [1, 1, 2, 2, 2, 3]
+    anc = ancestors(PARENTS)
+    assert anc[5].nonzero().flatten().tolist() == [0, 2, 5]
+    assert anc[4].nonzero().flatten().tolist() == [1, 4]
+    with pytest.raises(ValueError, match="earlier node"):
+        tree_depths(torch.tensor([-1, 2, 0]))
+
+
+def test_mask_shows_each_node_the_cache_the_prefix_and_its_ancestors_only():
+    mask, positions = tree_inputs(PARENTS, past=4, prefix=2, dtype=torch.float32)
+    assert mask.shape == (1, 1, 8, 12)
+    see = mask[0, 0] == 0
+    assert see[:, :4].all()  # the cache
+    assert see[0, 4] and not see[0, 5] and see[1, 4:6].all()  # the prefix is causal
+    assert see[2:, 4:6].all()  # every node sees the prefix
+    assert see[2 + 5, 6:].tolist() == [True, False, True, False, False, True]  # node 5: 0, 2 and itself
+    assert see[2 + 4, 6:].tolist() == [False, True, False, False, True, False]
+    assert positions.tolist() == [[4, 5, 6, 6, 7, 7, 7, 8]]
+    assert mask[0, 0, 2, 7] == torch.finfo(torch.float32).min
+
+
+@pytest.mark.parametrize("argmax, path, nxt", [
+    ([11, 0, 14, 0, 0, 99, 0], [1, 4], 99),  # down the second branch, then the target's own token
+    ([10, 12, 0, 15, 0, 0, 7], [0, 2, 5], 7),  # the whole deepest path, then the bonus token
+    ([10, 13, 0, 0, 5, 0, 0], [0, 3], 5),  # an off-front child of the first node
+    ([42, 0, 0, 0, 0, 0, 0], [], 42),  # no depth-1 node matches
+])
+def test_greedy_tree_accept_follows_the_targets_argmax(argmax, path, nxt):
+    assert greedy_tree_accept(TOKENS, PARENTS, torch.tensor(argmax)) == (path, nxt)
+
+
+def test_contiguous_prefix():
+    assert contiguous_prefix([0, 1, 2]) == 3
+    assert contiguous_prefix([0, 2, 5]) == 1
+    assert contiguous_prefix([1, 4]) == 0
+    assert contiguous_prefix([]) == 0
+
+
+def test_a_tree_pass_scores_each_node_as_its_own_path_would(pair):
+    """The property tree verification rests on: a node's logits equal a causal pass over its path."""
+    target, _ = pair
+    cached, prefix = torch.arange(3, 11).view(1, -1), torch.tensor([[20, 21]])
+    with torch.inference_mode():
+        past = target(cached, use_cache=True).past_key_values
+        mask, positions = tree_inputs(PARENTS, cached.shape[1], prefix.shape[1], target.dtype)
+        block = torch.cat([prefix, TOKENS.view(1, -1)], 1)
+        tree_logits = target(block, past_key_values=past, attention_mask=mask, position_ids=positions).logits[0]
+        for node in range(len(TOKENS)):
+            path = ancestors(PARENTS)[node].nonzero().flatten()
+            seq = torch.cat([cached, prefix, TOKENS[path].view(1, -1)], 1)
+            causal = target(seq).logits[0, -1]
+            torch.testing.assert_close(tree_logits[prefix.shape[1] + node], causal, rtol=1e-4, atol=1e-4)
