@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, probs_from_logits, sample
-from .tree import ancestors
+from .tree import tree_inputs
 
 
 @dataclass
@@ -191,13 +191,10 @@ class FeatureHeadDrafter(Drafter):
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
         front_hidden = hidden.expand(1, width, -1)  # each node's input feature: its parent's output
         for level in range(1, depth):
-            fed = level * width  # nodes fed so far, this level's included, in node order
-            see = torch.ones(fed, base + fed, dtype=torch.bool, device=hidden.device)
-            see[:, base:] = ancestors(torch.cat(parents))
-            mask = torch.zeros(see.shape, dtype=hidden.dtype, device=hidden.device).masked_fill_(
-                ~see, torch.finfo(hidden.dtype).min)[None, None, -width:]
-            positions = torch.full((1, width), base + level - 1, device=hidden.device)
-            out = self.forward(front_hidden, tokens[-1].view(1, width), attention_mask=mask, position_ids=positions)
+            # the head's cache holds every node fed so far, in node order; this level's rows are the last
+            mask, positions = tree_inputs(torch.cat(parents), base, 0, hidden.dtype)
+            out = self.forward(front_hidden, tokens[-1].view(1, width), attention_mask=mask[:, :, -width:],
+                               position_ids=positions[:, -width:])
             self.forwards += 1
             logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width) per parent
             score, flat = (scores[-1][:, None] + logq).flatten().topk(width)  # joint log q of the children
@@ -217,7 +214,8 @@ def _chain_first(tokens: torch.Tensor, parents: torch.Tensor, width: int) -> Dra
         if not kids:
             break
         chain.append(kids[0])  # a level's nodes are sorted by joint probability
-    order = chain + [i for i in range(tokens.shape[0]) if i not in set(chain)]
+    in_chain = set(chain)
+    order = chain + [i for i in range(tokens.shape[0]) if i not in in_chain]
     new_index = {old: new for new, old in enumerate(order)}
     new_parents = torch.tensor([-1 if int(parents[i]) < 0 else new_index[int(parents[i])] for i in order],
                                dtype=torch.long, device=tokens.device)

@@ -16,7 +16,7 @@ from .summary import compiled_mask, frame, predicted_from_costs
 FIGSIZE, DPI = (6.4, 4.0), 200
 # Fixed-N methods drawn per N: (method, label, x offset, colour)
 PER_N = (("speculative", "ours, draft model", -0.03, "tab:blue"), ("eagle", "ours, feature head", 0.0, "tab:cyan"),
-         ("eagle-tree", "ours, feature head, token tree", 0.015, "tab:purple"),
+         ("eagle-tree", "ours, feature head, token tree", 0.015, "tab:pink"),
          ("hf-assisted", "HF assisted", 0.03, "tab:orange"))
 PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
               "acceptance_rate.png", "speedup.png")
