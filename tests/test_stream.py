@@ -60,3 +60,23 @@ def test_every_generate_method_reproduces_plain_greedy(tmp_path_factory, method)
     uses_draft = METHODS[method].draft == "model"
     req = Request(target.model, draft.model if uses_draft else None, prompt, 3, 12)
     assert METHODS[method].run(req).tokens == reference
+
+
+@pytest.mark.parametrize("method", ["eagle", "eagle-tree"])
+def test_cli_generate_with_a_feature_head_prints_the_plain_greedy_text(tmp_path, capsys, method):
+    """``specdec generate --head DIR --method eagle|eagle-tree --tree-width 4``: the plain greedy text, a summary."""
+    import torch
+
+    from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
+
+    target_dir, _ = save_tiny_pair(tmp_path)
+    target, _ = tiny_pair()
+    torch.manual_seed(0)
+    FeatureHead(FeatureHeadConfig.for_target(target.model, "tiny"), target.model).save(tmp_path / "head")
+    argv = ["generate", "--big_model", str(target_dir), "--head", str(tmp_path / "head"), "--prompt", "Thunder",
+            "--max-new-tokens", "10", "--device", "cpu", "--dtype", "float32", "--n", "3"]
+    assert cli.main(argv + ["--method", "baseline"]) == 0
+    plain = capsys.readouterr().out.splitlines()[0]
+    assert cli.main(argv + ["--method", method, "--tree-width", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == plain and "tau" in lines[-1]
