@@ -208,17 +208,18 @@ class FeatureHeadDrafter(Drafter):
 
 def _chain_first(tokens: torch.Tensor, parents: torch.Tensor, width: int) -> Draft:
     """Reorder a level-by-level tree so the chain of each level's best child of the chain comes first."""
+    par = parents.tolist()  # one transfer, not one per node
     chain = [0]
-    for level in range(1, tokens.shape[0] // width):
-        kids = [i for i in range(level * width, (level + 1) * width) if int(parents[i]) == chain[-1]]
+    for level in range(1, len(par) // width):
+        kids = [i for i in range(level * width, (level + 1) * width) if par[i] == chain[-1]]
         if not kids:
             break
         chain.append(kids[0])  # a level's nodes are sorted by joint probability
     in_chain = set(chain)
-    order = chain + [i for i in range(tokens.shape[0]) if i not in in_chain]
+    order = chain + [i for i in range(len(par)) if i not in in_chain]
     new_index = {old: new for new, old in enumerate(order)}
-    new_parents = torch.tensor([-1 if int(parents[i]) < 0 else new_index[int(parents[i])] for i in order],
-                               dtype=torch.long, device=tokens.device)
+    new_parents = torch.tensor([-1 if par[i] < 0 else new_index[par[i]] for i in order], dtype=torch.long,
+                               device=tokens.device)
     return Draft(tokens[order], None, new_parents)
 
 
