@@ -23,7 +23,7 @@ from .engine.drafters import FeatureHeadDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
-DEFAULT_TREE_WIDTH = 3  # eagle-tree: 3 candidates per level (SmolLM2 fp32, 4 study prompts: tau 2.12 at N=3 vs 1.83 for a chain)
+DEFAULT_TREE_WIDTH = 3  # eagle-tree's nodes per level: best of widths 2, 3, 4 in exp_results/README.md (SmolLM2, Zen 5 bf16)
 
 
 @dataclass(frozen=True)
