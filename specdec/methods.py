@@ -14,7 +14,7 @@ one ``auto`` or one ``default`` (HF's own settings). ``modes`` says whether it r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
@@ -93,10 +93,19 @@ def _eagle(req: Request) -> GenerationResult:
                                 compile=req.compiler, **req.common())
 
 
+def _eagle_auto(req: Request) -> GenerationResult:
+    return _eagle(replace(req, n="auto"))
+
+
 def _eagle_tree(req: Request) -> GenerationResult:
-    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=_fixed_n(req),
+    n = _fixed_n(req) if req.n != "auto" else "auto"
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=n,
                                 drafter=FeatureHeadDrafter(req.draft, tree_width=req.tree_width), on_step=req.on_step,
                                 compile=req.compiler, **req.common())
+
+
+def _eagle_tree_auto(req: Request) -> GenerationResult:
+    return _eagle_tree(replace(req, n="auto"))
 
 
 def _hf_static(req: Request) -> GenerationResult:
@@ -128,10 +137,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",
            _eagle, draft="head", study_n="grid"),
     Method("eagle-auto", "the feature head with N chosen each step from measured costs (auto N)",
-           _eagle, draft="head", study_n="auto"),
+           _eagle_auto, draft="head", study_n="auto"),
     Method("eagle-tree", "the feature head drafting a token tree (N levels, --tree-width nodes each), "
            "verified in one target pass; greedy, eager", _eagle_tree, draft="head", study_n="grid", modes="eager",
            samples=False),
+    Method("eagle-tree-auto", "the feature head's token tree with its depth N chosen each step from measured costs "
+           "(auto N); greedy, eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager", samples=False),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",

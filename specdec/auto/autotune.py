@@ -12,6 +12,9 @@ what drafts reach in practice) of the time
 model is then never run.
 Policies made through a :class:`~specdec.auto.calibration.CalibrationCache` are kept there per pair,
 so α̂ and the probe wait carry over from one generation to the next, like the costs.
+A token tree of ``width`` nodes per level (:mod:`specdec.engine.tree`) is priced per level: N levels
+cost N draft steps and a verify over N·width drafts, α̂ is the chance a level is accepted, and N
+stops where N·width leaves the calibrated range.
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -26,7 +29,7 @@ from transformers import PreTrainedModel
 from ..engine.forward import Compiler
 from ..engine.stats import GenerationStats
 from .calibration import CalibrationCache, Costs, default_calibration_cache
-from .theory import best_n
+from .theory import best_n, verify_cost_fn
 
 # A sparse calibration (N+1 token passes, interpolated by theory.verify_cost_fn): with
 # repeats=3, warmup=1 it costs 4 × (2 + 8) = 40 forwards, plus two prefills.
@@ -50,6 +53,7 @@ class AutoPolicy:
     probe_every: int = 8
     probe_max: int = 64
     alpha_ceiling: float = 0.9
+    width: int = 1  # drafts per level: a token tree's nodes per level, 1 for a chain
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -62,7 +66,11 @@ class AutoPolicy:
     @property
     def hopeless(self) -> bool:
         """True when no N ≥ 1 beats plain decoding even at α = ``alpha_ceiling``."""
-        return best_n(self.alpha_ceiling, self.costs.c, self.costs.verify_cost, self.n_max)[0] == 0
+        return best_n(self.alpha_ceiling, self.costs.c, self.level_cost, self.n_max)[0] == 0
+
+    def level_cost(self, n: int) -> float:
+        """v of a verify over N levels: N·width drafts (a chain's v(N))."""
+        return verify_cost_fn(self.costs.verify_cost)(n * self.width)
 
     @property
     def alpha(self) -> float:
@@ -84,7 +92,7 @@ class AutoPolicy:
             self.observe(a, k)
         self._seen = len(stats.drafted_per_step)
         alpha = self.alpha
-        n, _ = best_n(alpha, self.costs.c, self.costs.verify_cost, self.n_max)
+        n, _ = best_n(alpha, self.costs.c, self.level_cost, self.n_max)
         if n > 0:
             self._probe_wait = 0
         elif self.probe_every > 0 and not self.hopeless:
@@ -106,19 +114,24 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
-                alpha_ceiling: float = 0.9, compiler: Compiler | None = None) -> AutoPolicy:
+                alpha_ceiling: float = 0.9, compiler: Compiler | None = None, width: int = 1) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
     measured once per pair/dtype/device (and eager or compiled) through ``calibration_cache`` (an
     in-process one by default), which also keeps the pair's policy, so later generations start
     from its α̂. Compiled, N stops at the largest compiled verify block and each N is priced at
-    the block it pads up to (:func:`padded_costs`).
+    the block it pads up to (:func:`padded_costs`). ``width`` > 1 prices N levels of a token tree
+    (kept apart from the pair's chain policy); N·width stays within the calibrated drafts.
     """
-    settings = dict(n_max=n_max, prior_alpha=prior_alpha, prior_weight=prior_weight, decay=decay,
-                    probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    settings = dict(n_max=max(1, n_max // width), width=width, prior_alpha=prior_alpha, prior_weight=prior_weight,
+                    decay=decay, probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
     if costs is not None:
         return AutoPolicy(costs, **settings)
+    if compiler is not None and width > 1:
+        raise ValueError("a token tree runs eager only")
     cache = default_calibration_cache() if calibration_cache is None else calibration_cache
     if compiler is None:
         ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
@@ -129,7 +142,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                                  compiler=compiler)
     if compiler is not None:
         costs = padded_costs(costs, n_max)
-    key = cache.key(target, draft, compiler is not None)[0]
+    key = cache.key(target, draft, compiler is not None)[0] + (f";tree={width}" if width > 1 else "")
     policy = cache.policies.get(key)
     if policy is None or policy.costs != costs or any(getattr(policy, k) != v for k, v in settings.items()):
         policy = cache.policies[key] = AutoPolicy(costs, **settings)

@@ -40,6 +40,7 @@ class Drafter(ABC):
     forwards: int = 0  # forward passes of a draft model, if any
     model: torch.nn.Module | None = None  # what the cost model times as the draft (None: nothing to time)
     wants_hidden_states: bool = False  # commit() then receives the target's hidden states
+    tree_width: int = 1  # drafts per level: a token tree's nodes per level, 1 for a chain
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
               generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0) -> None:

@@ -147,10 +147,10 @@ def speculative_generate(
 
     ``draft`` is a causal LM sharing the target's vocabulary, or None when ``drafter`` (e.g.
     :class:`~specdec.engine.drafters.PromptLookupDrafter`, or a
-    :class:`~specdec.engine.drafters.FeatureHeadDrafter` reading the target's hidden states) proposes. ``num_draft_tokens`` is N,
-    or ``"auto"`` to choose N each step from measured costs and running acceptance
-    (:mod:`specdec.auto.autotune`), or a callable ``policy(stats) -> N`` (0 = a plain target step),
-    e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
+    :class:`~specdec.engine.drafters.FeatureHeadDrafter` reading the target's hidden states) proposes.
+    ``num_draft_tokens`` is N (a token tree's levels), or ``"auto"`` to choose N each step from measured
+    costs and running acceptance (:mod:`specdec.auto.autotune`), or a callable ``policy(stats) -> N``
+    (0 = a plain target step), e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
     each step's accepted drafts and the target's own token, for streaming. ``compile``: static
     caches and compiled forwards for the target and the drafter (:mod:`specdec.engine.forward`).
     """
@@ -162,7 +162,7 @@ def speculative_generate(
             raise ValueError("speculative_generate needs a draft model or a drafter")
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
-    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler)
+    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width)
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -240,9 +240,9 @@ def speculative_generate(
     return GenerationResult.finish(seq[0, prompt_len:pos].tolist(), stats, tokenizer)
 
 
-def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None) -> NPolicy:
+def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None, width: int = 1) -> NPolicy:
     if num_draft_tokens == "auto":
-        return auto_policy(target, draft, input_ids, compiler=compiler)
+        return auto_policy(target, draft, input_ids, compiler=compiler, width=width)
     if callable(num_draft_tokens):
         return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):

@@ -101,6 +101,7 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     _hline(ax, sel, "baseline_time_s", "baseline", "-", "tab:gray")
     _hline(ax, sel[sel.method == "auto"], "speculative_time_s", "ours, auto N", "--", "tab:green")
     _hline(ax, sel[sel.method == "eagle-auto"], "speculative_time_s", "feature head, auto N", "--", "tab:cyan")
+    _hline(ax, sel[sel.method == "eagle-tree-auto"], "speculative_time_s", "feature head, tree, auto N", "--", "tab:pink")
     _hline(ax, sel[sel.method == "auto-random"], "speculative_time_s", "auto N, random draft", (0, (1, 3)),
            "tab:brown")
     _hline(ax, sel[sel.method == "prompt-lookup"], "speculative_time_s", "prompt lookup", ":", "tab:purple")
@@ -175,6 +176,7 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     every = df[df.experiment == "n"]
     for method, label, style, color in (("auto", "ours, auto N", "-", "tab:green"),
                                         ("eagle-auto", "feature head, auto N", "--", "tab:cyan"),
+                                        ("eagle-tree-auto", "feature head, tree, auto N", "--", "tab:pink"),
                                         ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
                                         ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
                                         ("hf-default", "HF assisted, defaults", "-.", "tab:red")):

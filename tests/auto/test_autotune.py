@@ -115,3 +115,27 @@ def test_padded_costs_price_each_n_at_the_block_it_pads_to():
     padded = padded_costs(costs, 6)
     assert padded.verify_cost == {0: 1.0, 1: 1.1, 2: 1.3, 3: 1.3, 4: 1.6, 5: 1.6, 6: 1.6}
     assert (padded.c, padded.target_step_s) == (costs.c, costs.target_step_s)
+
+
+def test_tree_policy_prices_a_level_at_the_verify_of_all_its_nodes(pair, prompt):
+    from specdec.auto.theory import best_n
+
+    # c = 0.1, v(N) = 1 + 0.1 N: a level of 3 nodes costs a verify three times as wide as a chain's step.
+    costs = Costs(0.01, 0.001, 0.1, {n: 1.0 + 0.1 * n for n in range(17)})
+    chain, tree = AutoPolicy(costs, n_max=5), AutoPolicy(costs, n_max=5, width=3)
+    stats = GenerationStats()
+    for policy in (chain, tree):
+        policy.successes, policy.failures = 8.0, 2.0  # α̂ = (8 + 1.2) / 12
+    alpha = chain.alpha
+    assert tree(stats) == best_n(alpha, 0.1, lambda n: 1.0 + 0.3 * n, 5)[0]
+    assert chain(stats) == best_n(alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0]
+    assert tree.trace[-1] < chain.trace[-1]  # wider levels are dearer, so fewer of them
+    target, draft = pair
+    assert auto_policy(target, draft, prompt, costs=COSTS, width=3).n_max == 5  # 5 levels of 3 stay within 16 drafts
+    cache = CalibrationCache()
+    cache.put(target, draft, COSTS)
+    kept = auto_policy(target, draft, prompt, calibration_cache=cache, width=3)
+    assert kept is auto_policy(target, draft, prompt, calibration_cache=cache, width=3)
+    assert kept is not auto_policy(target, draft, prompt, calibration_cache=cache)  # the chain's α̂ is its own
+    with pytest.raises(ValueError, match="width"):
+        auto_policy(target, draft, prompt, costs=COSTS, width=0)

@@ -129,6 +129,24 @@ def test_tree_greedy_output_equals_plain_decoding(width):
     assert accepted >= 4 * width  # paths were kept (off the front too), so the head got their hidden states
 
 
+def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
+    from specdec.auto.calibration import default_calibration_cache
+
+    target, _ = fixture_pair(SMALL)
+    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    default_calibration_cache.cache_clear()
+    res = speculative_generate(target, None, prompt, num_draft_tokens="auto", max_new_tokens=NEW,
+                               drafter=FeatureHeadDrafter(head, tree_width=4))
+    assert res.tokens == ref
+    (key, policy), = default_calibration_cache().policies.items()
+    assert key.endswith(";tree=4") and policy.width == 4 and policy.n_max == 4  # 4 levels of 4 nodes at most
+    steps = res.stats.drafted_per_step
+    assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels chosen
+    default_calibration_cache.cache_clear()
+
+
 def test_tree_levels_are_the_heads_likeliest_continuations_with_the_best_chain_first(pair, prompt):
     target, _ = pair
     head = _head(target)

@@ -146,17 +146,18 @@ def test_eagle_cells_draft_with_the_feature_head(tmp_path, models):
     head = LoadedModel(FeatureHead(FeatureHeadConfig.for_target(target.model, "tiny"), target.model).eval(),
                        target.tokenizer, "tiny-head", "memory")
     cfg = StudyConfig(**{**CFG.__dict__, "experiments": ("n",), "ns": (1, 3),
-                         "methods": ("eagle", "eagle-auto", "eagle-tree"), "head": "tiny-head", "repeats": 1})
+                         "methods": ("eagle", "eagle-auto", "eagle-tree", "eagle-tree-auto"), "head": "tiny-head",
+                         "repeats": 1})
     assert [(c.method, c.n_draft) for c in cells(cfg)] == [
         ("speculative", 1), ("speculative", 3), ("eagle", 1), ("eagle", 3), ("eagle-auto", "auto"),
-        ("eagle-tree", 1), ("eagle-tree", 3)]
+        ("eagle-tree", 1), ("eagle-tree", 3), ("eagle-tree-auto", "auto")]
     run_study(cfg, *models, tmp_path / "r.csv", show_progress=False, head=head)
     eagle = [r for r in _rows(tmp_path / "r.csv") if r["method"].startswith("eagle")]
-    assert len(eagle) == 5 and all(r["draft_model"] == "tiny-head" and r["match_class"] == "identical" for r in eagle)
+    assert len(eagle) == 6 and all(r["draft_model"] == "tiny-head" and r["match_class"] == "identical" for r in eagle)
     with pytest.raises(ValueError, match="eagle-tree is greedy only"):
         StudyConfig(**{**cfg.__dict__, "temperature": 0.8}).validate()
     meta = json.loads((tmp_path / "r.meta.json").read_text())
-    assert set(meta["auto_calibration"]) == {"eagle-auto"}  # auto N timed the head as the draft
+    assert set(meta["auto_calibration"]) == {"eagle-auto", "eagle-tree-auto"}  # auto N timed the head as the draft
     assert all(int(r["draft_forwards"]) > 0 for r in eagle if r["method"] == "eagle")
     with pytest.raises(ValueError, match="needs a feature head"):
         StudyConfig(**{**cfg.__dict__, "head": ""}).validate()
