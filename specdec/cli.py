@@ -246,10 +246,13 @@ def cmd_generate(argv: list[str]) -> int:
     p = Parser(prog="specdec generate", description="Generate text from one prompt.")
     add_model_args(p)
     p.add_argument("--prompt", required=True)
-    p.add_argument("--n", default="4", help="draft tokens per step, or auto")
+    p.add_argument("--n", default=None, help="draft tokens per step (a tree's levels), or auto "
+                   "(default: auto without --method, else 4)")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
-    p.add_argument("--method", default="speculative", choices=[*GENERATE_METHODS, "autoregressive"],
-                   help="; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
+    p.add_argument("--method", default=None, choices=[*GENERATE_METHODS, "autoregressive"],
+                   help="default: with a feature head for the target (bundled or --head), eagle-tree-auto when "
+                   "greedy and eager, else eagle-auto; without one, auto (eagle-tree, eagle or speculative "
+                   "when --n is given). " + "; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
                    + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
@@ -258,7 +261,10 @@ def cmd_generate(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.method == "autoregressive":
         args.method = "baseline"
-    args.n = parse_int_grid(args.n, "n", allow_auto=True)[0]
+    if args.n is not None:
+        args.n = parse_int_grid(args.n, "n", allow_auto=True)[0]
+    elif args.method is not None:
+        args.n = 4  # a named method at a fixed N; no method: the default one chooses N (methods.default_method)
     if args.tree_width is None:
         args.tree_width = DEFAULT_TREE_WIDTH
     elif args.tree_width < 1:

@@ -157,3 +157,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 STUDY_EXTRAS = tuple(name for name in METHODS if name not in ("baseline", "speculative"))
 # Methods ``specdec generate`` offers: those that need no study-made draft.
 GENERATE_METHODS = tuple(name for name, m in METHODS.items() if m.draft != "random")
+
+
+def default_method(head: bool, temperature: float, compiled: bool, fixed_n: bool) -> str:
+    """What ``specdec generate`` runs when no method is named: the fastest lossless drafter the study
+    measured for the default pair on CPUs with native bf16 (exp_results/README.md). With a feature head:
+    its token tree where a tree can run (greedy, eager), else its chain; without one, the draft model.
+    N is chosen each step (the auto variant) unless the user fixed it."""
+    name = "speculative" if not head else "eagle-tree" if temperature == 0 and not compiled else "eagle"
+    return name if fixed_n else {"speculative": "auto", "eagle": "eagle-auto", "eagle-tree": "eagle-tree-auto"}[name]

@@ -54,8 +54,8 @@ class StreamPrinter:
         self.out.flush()
 
 
-def summary_line(stats: Any, wall_s: float) -> str:
-    """One line: tokens, tokens per second, and what applies of acceptance and τ (tokens per target step)."""
+def summary_line(stats: Any, wall_s: float, method: str = "") -> str:
+    """One line: tokens, tokens per second, what applies of acceptance and τ (tokens per target step), the method."""
     tps = stats.new_tokens / wall_s if wall_s > 0 else float("nan")
     parts = [f"{stats.new_tokens} tokens", f"{tps:.1f} tokens/s"]
     if stats.drafted:
@@ -64,6 +64,8 @@ def summary_line(stats: Any, wall_s: float) -> str:
         parts.append(f"tau {stats.tokens_per_step:.2f} tokens/target step")
     if not stats.drafted and stats.target_forwards == stats.new_tokens:
         parts.append("plain decoding: one target step per token")
+    if method:
+        parts.append(f"method {method}")
     return ", ".join(parts)
 
 
@@ -75,17 +77,20 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     import torch
 
     from .engine.forward import Compiler, check_compile
-    from .methods import METHODS, Request
+    from .methods import METHODS, Request, default_method
     from .models import check_pair, load_head, load_model
     from .models.device import dtype_name, resolve_device
     from .models.presets import default_head
     from .study.prompts import chat_prompt_ids
 
     out = out or sys.stdout
+    head = args.head or default_head(args.big_model)
+    if args.method is None:
+        args.method = default_method(head is not None, args.temperature, getattr(args, "compile", False),
+                                     args.n is not None)
     method = METHODS[args.method]
     if args.stream and not method.streams:
         raise ValueError(f"--stream needs a method that reports its steps, not {args.method}")
-    head = args.head or default_head(args.big_model)
     if method.draft == "head" and head is None:
         raise ValueError(f"--method {args.method} needs --head DIR: no feature head is bundled for {args.big_model!r}")
     device = resolve_device(args.device)
@@ -106,6 +111,13 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     if getattr(args, "compile", False):
         compiler = Compiler()
         compile_s = warm_up(method, target.model, draft.model if draft is not None else None, ids, args, compiler)
+    calibrate_s = 0.0
+    if method.study_n == "auto":  # measure c and v(N) once, before the clock starts (kept for the process)
+        from .auto.autotune import auto_policy
+
+        t0 = time.perf_counter()
+        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler)
+        calibrate_s = time.perf_counter() - t0
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
@@ -117,9 +129,11 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         printer.finish()
     else:
         out.write(target.tokenizer.decode(result.tokens, skip_special_tokens=True) + "\n")
-    out.write(summary_line(result.stats, wall) + "\n")
+    out.write(summary_line(result.stats, wall, args.method) + "\n")
     if compiler is not None:
         out.write(f"compiled: {len(compiler.records)} graphs in {compile_s:.1f} s before the timed run\n")
+    if calibrate_s:
+        out.write(f"auto N: c and v(N) measured in {calibrate_s:.1f} s before the timed run\n")
     return 0
 
 

@@ -39,7 +39,9 @@ def test_cli_generate_stream(tmp_path, capsys):
             "--max-new-tokens", "8", "--device", "cpu", "--dtype", "float32"]
     assert cli.main(argv + ["--stream"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].startswith("8 tokens") and "acceptance" in lines[-1] and "tau" in lines[-1]
+    assert lines[-2].startswith("8 tokens") and "acceptance" in lines[-2] and "tau" in lines[-2]
+    assert lines[-2].endswith("method auto")  # no feature head for this target: the draft model, N chosen each step
+    assert lines[-1].startswith("auto N: c and v(N) measured in")
     assert cli.main(argv + ["--method", "baseline"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "plain decoding" in last and "acceptance" not in last and "nan" not in last
@@ -80,3 +82,26 @@ def test_cli_generate_with_a_feature_head_prints_the_plain_greedy_text(tmp_path,
     assert cli.main(argv + ["--method", method, "--tree-width", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == plain and "tau" in lines[-1]
+
+
+def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
+    """No --method: with a feature head, its tree (greedy) or chain (sampled), N chosen each step unless --n is given."""
+    import torch
+
+    from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
+
+    target_dir, _ = save_tiny_pair(tmp_path)
+    target, _ = tiny_pair()
+    torch.manual_seed(0)
+    FeatureHead(FeatureHeadConfig.for_target(target.model, "tiny"), target.model).save(tmp_path / "head")
+    argv = ["generate", "--big_model", str(target_dir), "--head", str(tmp_path / "head"), "--prompt", "Thunder",
+            "--max-new-tokens", "10", "--device", "cpu", "--dtype", "float32"]
+    assert cli.main(argv + ["--method", "baseline"]) == 0
+    plain = capsys.readouterr().out.splitlines()[0]
+    for extra, method in (([], "eagle-tree-auto"), (["--n", "2"], "eagle-tree"), (["--temperature", "0.8"], "eagle-auto")):
+        assert cli.main(argv + extra) == 0
+        lines = capsys.readouterr().out.splitlines()
+        summary = next(line for line in lines if line.startswith("10 tokens"))
+        assert summary.endswith(f"method {method}")
+        assert (lines[0] == plain) or extra == ["--temperature", "0.8"]
+        assert any(line.startswith("auto N:") for line in lines) == method.endswith("auto")
