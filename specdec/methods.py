@@ -159,10 +159,12 @@ STUDY_EXTRAS = tuple(name for name in METHODS if name not in ("baseline", "specu
 GENERATE_METHODS = tuple(name for name, m in METHODS.items() if m.draft != "random")
 
 
-def default_method(head: bool, temperature: float, compiled: bool, fixed_n: bool) -> str:
+def default_method(head: bool, temperature: float, compiled: bool, fixed_n: bool, dtype: str) -> str:
     """What ``specdec generate`` runs when no method is named: the fastest lossless drafter the study
-    measured for the default pair on CPUs with native bf16 (exp_results/README.md). With a feature head:
-    its token tree where a tree can run (greedy, eager), else its chain; without one, the draft model.
-    N is chosen each step (the auto variant) unless the user fixed it."""
-    name = "speculative" if not head else "eagle-tree" if temperature == 0 and not compiled else "eagle"
+    measured for the default pair (exp_results/README.md). With a feature head: its token tree where a
+    tree can run (greedy, eager) and its extra rows are cheap (a half-precision verify, memory-bound: v
+    1.1 at 10 rows; in fp32 v reaches 1.5 by 4 rows and the tree lost to the chain on both CPUs measured),
+    else its chain; without one, the draft model. N is chosen each step (the auto variant) unless fixed."""
+    tree = temperature == 0 and not compiled and dtype in ("bfloat16", "float16")
+    name = "speculative" if not head else "eagle-tree" if tree else "eagle"
     return name if fixed_n else {"speculative": "auto", "eagle": "eagle-auto", "eagle-tree": "eagle-tree-auto"}[name]

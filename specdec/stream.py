@@ -85,18 +85,18 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     head = args.head or default_head(args.big_model)
+    device = resolve_device(args.device)
+    if getattr(args, "compile", False):
+        check_compile(device)
+    dtype = dtype_name(args.dtype, device)
     if args.method is None:
         args.method = default_method(head is not None, args.temperature, getattr(args, "compile", False),
-                                     args.n is not None)
+                                     args.n is not None, dtype)
     method = METHODS[args.method]
     if args.stream and not method.streams:
         raise ValueError(f"--stream needs a method that reports its steps, not {args.method}")
     if method.draft == "head" and head is None:
         raise ValueError(f"--method {args.method} needs --head DIR: no feature head is bundled for {args.big_model!r}")
-    device = resolve_device(args.device)
-    if getattr(args, "compile", False):
-        check_compile(device)
-    dtype = dtype_name(args.dtype, device)
     target = load_model(args.big_model, device=str(device), dtype=dtype)
     if target.tokenizer is None:
         raise ValueError(f"target {args.big_model!r} has no tokenizer; generate needs one")

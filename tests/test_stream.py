@@ -85,7 +85,8 @@ def test_cli_generate_with_a_feature_head_prints_the_plain_greedy_text(tmp_path,
 
 
 def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
-    """No --method: with a feature head, its tree (greedy) or chain (sampled), N chosen each step unless --n is given."""
+    """No --method: with a feature head, its tree (greedy, bf16) or chain (sampled, or fp32), N chosen each step
+    unless --n is given."""
     import torch
 
     from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
@@ -98,10 +99,12 @@ def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
             "--max-new-tokens", "10", "--device", "cpu", "--dtype", "float32"]
     assert cli.main(argv + ["--method", "baseline"]) == 0
     plain = capsys.readouterr().out.splitlines()[0]
-    for extra, method in (([], "eagle-tree-auto"), (["--n", "2"], "eagle-tree"), (["--temperature", "0.8"], "eagle-auto")):
+    for extra, method in (([], "eagle-auto"), (["--n", "2"], "eagle"), (["--dtype", "bfloat16"], "eagle-tree-auto"),
+                          (["--temperature", "0.8"], "eagle-auto")):
         assert cli.main(argv + extra) == 0
         lines = capsys.readouterr().out.splitlines()
         summary = next(line for line in lines if line.startswith("10 tokens"))
         assert summary.endswith(f"method {method}")
-        assert (lines[0] == plain) or extra == ["--temperature", "0.8"]
+        if extra in ([], ["--n", "2"]):
+            assert lines[0] == plain  # fp32 greedy: the plain text
         assert any(line.startswith("auto N:") for line in lines) == method.endswith("auto")
