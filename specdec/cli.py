@@ -127,8 +127,7 @@ def study_config(args):
     head = args.head or default_head(target) or ""
     if args.methods is None:
         methods = tuple(m for m in STUDY_EXTRAS if (METHODS[m].draft != "head" or head)
-                        and (METHODS[m].modes != "compiled" or args.compile != "off")
-                        and (METHODS[m].samples or args.temperature == 0))
+                        and (METHODS[m].modes != "compiled" or args.compile != "off"))
     else:
         methods = _names(args.methods, "methods", STUDY_EXTRAS)
         if any(METHODS[m].draft == "head" for m in methods) and not head:
@@ -251,7 +250,7 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
     p.add_argument("--method", default=None, choices=[*GENERATE_METHODS, "autoregressive"],
                    help="default: with a feature head for the target (bundled or --head), eagle-tree-auto when "
-                   "greedy, eager and in bf16/fp16, else eagle-auto; without one, auto (eagle-tree, eagle or "
+                   "eager and in bf16/fp16, else eagle-auto; without one, auto (eagle-tree, eagle or "
                    "speculative when --n is given). " + "; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
                    + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")

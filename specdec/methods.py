@@ -58,7 +58,6 @@ class Method:
     study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
     streams: bool = True  # reports each step through ``on_step``
     modes: Literal["both", "eager", "compiled"] = "both"
-    samples: bool = True  # False: greedy only (temperature 0)
 
 
 def _fixed_n(req: Request, default: int = 4) -> int:
@@ -139,10 +138,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("eagle-auto", "the feature head with N chosen each step from measured costs (auto N)",
            _eagle_auto, draft="head", study_n="auto"),
     Method("eagle-tree", "the feature head drafting a token tree (N levels, --tree-width nodes each), "
-           "verified in one target pass; greedy, eager", _eagle_tree, draft="head", study_n="grid", modes="eager",
-           samples=False),
+           "verified in one target pass; eager", _eagle_tree, draft="head", study_n="grid", modes="eager"),
     Method("eagle-tree-auto", "the feature head's token tree with its depth N chosen each step from measured costs "
-           "(auto N); greedy, eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager", samples=False),
+           "(auto N); eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager"),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
@@ -159,12 +157,12 @@ STUDY_EXTRAS = tuple(name for name in METHODS if name not in ("baseline", "specu
 GENERATE_METHODS = tuple(name for name, m in METHODS.items() if m.draft != "random")
 
 
-def default_method(head: bool, temperature: float, compiled: bool, fixed_n: bool, dtype: str) -> str:
+def default_method(head: bool, compiled: bool, fixed_n: bool, dtype: str) -> str:
     """What ``specdec generate`` runs when no method is named: the fastest lossless drafter the study
     measured for the default pair (exp_results/README.md). With a feature head: its token tree where a
-    tree can run (greedy, eager) and its extra rows are cheap (a half-precision verify, memory-bound: v
-    1.1 at 10 rows; in fp32 v reaches 1.5 by 4 rows and the tree lost to the chain on both CPUs measured),
+    tree can run (eager) and its extra rows are cheap (a half-precision verify, memory-bound: v 1.1 at
+    10 rows; in fp32 v reaches 1.5 by 4 rows and the tree lost to the chain on both CPUs measured),
     else its chain; without one, the draft model. N is chosen each step (the auto variant) unless fixed."""
-    tree = temperature == 0 and not compiled and dtype in ("bfloat16", "float16")
+    tree = not compiled and dtype in ("bfloat16", "float16")
     name = "speculative" if not head else "eagle-tree" if tree else "eagle"
     return name if fixed_n else {"speculative": "auto", "eagle": "eagle-auto", "eagle-tree": "eagle-tree-auto"}[name]

@@ -90,8 +90,7 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         check_compile(device)
     dtype = dtype_name(args.dtype, device)
     if args.method is None:
-        args.method = default_method(head is not None, args.temperature, getattr(args, "compile", False),
-                                     args.n is not None, dtype)
+        args.method = default_method(head is not None, getattr(args, "compile", False), args.n is not None, dtype)
     method = METHODS[args.method]
     if args.stream and not method.streams:
         raise ValueError(f"--stream needs a method that reports its steps, not {args.method}")

@@ -125,7 +125,7 @@ class FeatureHeadDrafter(Drafter):
     ``commit`` rolls them back (the cache rules of :mod:`.cache`) before adding the verify pass's real features.
     The target's hidden states come from the prefill and verify forwards: no extra target pass.
 
-    ``tree_width`` > 1 drafts a token tree instead of a chain (greedy only): N levels, each the
+    ``tree_width`` > 1 drafts a token tree instead of a chain (eager only): N levels, each the
     ``tree_width`` continuations of highest joint probability among the children of the level
     before, one head forward per level (EAGLE-2's expansion without its re-ranking).
     """
@@ -143,8 +143,6 @@ class FeatureHeadDrafter(Drafter):
         return self.tree_width > 1
 
     def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
-        if self.makes_trees and not params.greedy:
-            raise ValueError("tree drafting is greedy only (temperature 0); method eagle samples")
         if self.makes_trees and compiler is not None:
             raise ValueError("tree drafting runs eager only (its verify pass needs a tree attention mask)")
         super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)

@@ -19,7 +19,7 @@ from .forward import Compiler, Forward, compiled_attention, resolve_compiler
 from .sampling import SamplingParams, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
-from .tree import contiguous_prefix, greedy_tree_accept, tree_depths, tree_inputs
+from .tree import contiguous_prefix, greedy_tree_accept, sampled_tree_accept, tree_depths, tree_inputs
 from .verify import greedy_accept, rejection_accept
 from .vocab import shared_vocab_size
 
@@ -202,7 +202,9 @@ def speculative_generate(
             if k == 0:
                 path, next_token = [], int(_choose(logits[0], params, gen))
             elif tree:
-                path, next_token = greedy_tree_accept(proposal.tokens, proposal.parents, logits.argmax(-1))
+                path, next_token = (greedy_tree_accept(proposal.tokens, proposal.parents, logits.argmax(-1)) if params.greedy
+                                    else sampled_tree_accept(proposal.tokens, proposal.parents,
+                                                             probs_from_logits(logits, params), gen))
             else:
                 n_acc, next_token = (greedy_accept(proposal.tokens, logits.argmax(-1)) if params.greedy else
                                      rejection_accept(proposal.tokens, proposal.q, probs_from_logits(logits, params), gen))

@@ -5,12 +5,17 @@ before children. The target scores every node in one forward: each node attends 
 sequence, the block's committed rows and its own ancestors only, at the position its depth gives.
 Greedy acceptance walks down from the last committed token, at each node taking the child equal
 to the target's argmax there: the kept path is exactly what greedy decoding would have produced.
-Pure tensor functions; no models.
+Sampled acceptance walks down the same way, trying each node's children in turn against the
+target's distribution p with the tried tokens removed (SpecInfer's rule for several drafts; a
+tree's nodes are chosen, not sampled, so each is a draft with q a point mass): the emitted tokens are
+distributed exactly as samples from p. Pure tensor functions; no models.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .sampling import sample
 
 
 def tree_depths(parents: torch.Tensor) -> torch.Tensor:
@@ -70,6 +75,38 @@ def greedy_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, target_argma
             return path, want
         path.append(nxt)
         node = nxt
+
+
+def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor,
+                        generator: torch.Generator | None = None) -> tuple[list[int], int]:
+    """(path, next_token) distributed exactly as tokens sampled one by one from p.
+
+    tokens, parents: (M,); p: (M + 1, V), the target's probabilities at the last committed token
+    (row 0) and at each node (row i + 1). At a node, r starts as its row of p; each child x in turn
+    is kept with probability r(x) (a point-mass draft: min(1, r(x) / 1)), else removed from r
+    (r(x) = 0, renormalised). When no child is kept, the next token is drawn from r.
+    """
+    children: dict[int, list[int]] = {}
+    for i, parent in enumerate(parents.tolist()):
+        children.setdefault(parent, []).append(i)
+    toks = tokens.tolist()
+    path, node = [], -1
+    while True:
+        r = p[node + 1]
+        kept = None
+        for child in children.get(node, ()):
+            x = toks[child]
+            if float(torch.rand((), generator=generator, device=p.device)) < float(r[x]):
+                kept = child
+                break
+            rest = r.clone()
+            rest[x] = 0.0
+            total = rest.sum()
+            r = rest / total if total > 0 else r  # r(x) = 1 cannot be rejected; guard rounding
+        if kept is None:
+            return path, int(sample(r, generator))
+        path.append(kept)
+        node = kept
 
 
 def contiguous_prefix(path: list[int]) -> int:

@@ -87,9 +87,6 @@ class StudyConfig:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.temperature < 0 or not math.isfinite(self.temperature):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
-        greedy_only = [m for m in self.methods if not METHODS[m].samples]
-        if greedy_only and self.temperature > 0:
-            raise ValueError(f"method {greedy_only[0]} is greedy only: leave it out or use --temperature 0")
         if self.tree_width < 1:
             raise ValueError(f"--tree-width must be >= 1, got {self.tree_width}")
 

@@ -171,12 +171,26 @@ def test_tree_levels_are_the_heads_likeliest_continuations_with_the_best_chain_f
         assert d.forward.cache.get_seq_length() == prompt.shape[1]  # the tree's entries are rolled back
 
 
-def test_tree_drafting_refuses_sampling_and_compiling_in_one_line(pair, prompt):
+def test_sampled_output_keeps_the_target_distribution_through_a_tree():
+    target, _ = fixture_pair(SMALL)
+    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    prompt = torch.tensor([[4, 9, 12, 0]])
+    expected = second_token_marginal(target, prompt)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(16)
+    accepted = 0
+    for _ in range(1500):
+        res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3, temperature=1.0,
+                                   generator=g, drafter=FeatureHeadDrafter(head, tree_width=3))
+        counts[res.tokens[1]] += 1
+        accepted += res.stats.accepted
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
+    assert accepted > 0
+
+
+def test_tree_drafting_refuses_compiling_in_one_line(pair, prompt):
     target, _ = pair
     drafter = FeatureHeadDrafter(_head(target), tree_width=2)
-    with pytest.raises(ValueError, match="greedy only"):
-        speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=4, temperature=1.0,
-                             drafter=drafter)
     with pytest.raises(ValueError, match="eager only"):
         drafter.start(prompt, SamplingParams(), 256, None, compiler=object())
     with pytest.raises(ValueError, match="tree_width"):

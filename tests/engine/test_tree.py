@@ -1,10 +1,11 @@
-"""Token trees: depths, the tree attention mask and positions, greedy acceptance (no model), and one
-tiny target scoring a tree's nodes exactly as it scores each root-to-node path on its own."""
+"""Token trees: depths, the tree attention mask and positions, greedy and sampled acceptance (no model),
+and one tiny target scoring a tree's nodes exactly as it scores each root-to-node path on its own."""
 
 import pytest
 import torch
 
-from specdec.engine.tree import ancestors, contiguous_prefix, greedy_tree_accept, tree_depths, tree_inputs
+from specdec.engine.tree import ancestors, contiguous_prefix, greedy_tree_accept, sampled_tree_accept, tree_depths, tree_inputs
+from specdec.testing import CHI2_CRITICAL_P001, chi_square
 
 # root ─┬─ 0 (a) ─┬─ 2 (c) ── 5 (f)
 #       │         └─ 3 (d)
@@ -43,6 +44,40 @@ def test_mask_shows_each_node_the_cache_the_prefix_and_its_ancestors_only():
 ])
 def test_greedy_tree_accept_follows_the_targets_argmax(argmax, path, nxt):
     assert greedy_tree_accept(TOKENS, PARENTS, torch.tensor(argmax)) == (path, nxt)
+
+
+def test_sampled_tree_accept_emits_tokens_distributed_as_the_target():
+    # V = 10 ids; the tree: root -> nodes 0 (id 1), 1 (id 2); node 0 -> nodes 2 (id 3), 3 (id 4).
+    parents, tokens = torch.tensor([-1, -1, 0, 0]), torch.tensor([1, 2, 3, 4])
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(5, 10, generator=g) + 0.2
+    p = p / p.sum(-1, keepdim=True)  # target rows: the root, then each node; no id so rare that χ² misjudges it
+    first, second = torch.zeros(10), torch.zeros(10)  # second: the token after id 1 (node 0)
+    kept = 0
+    for _ in range(6000):
+        path, nxt = sampled_tree_accept(tokens, parents, p, g)
+        out = tokens[path].tolist() + [nxt]
+        first[out[0]] += 1
+        if out[0] == 1:
+            second[out[1]] += 1
+        kept += len(path)
+        assert all(parents[b] == a for a, b in zip([-1, *path], path))  # a root-to-leaf walk
+    assert chi_square(first, p[0]) < CHI2_CRITICAL_P001[9]
+    assert chi_square(second, p[1]) < CHI2_CRITICAL_P001[9]  # node 0's row, whichever way id 1 came out
+    assert kept > 0
+
+
+def test_sampled_tree_accept_keeps_a_certain_child_and_never_emits_a_rejected_one():
+    parents, tokens = torch.tensor([-1, -1, 0]), torch.tensor([1, 2, 3])
+    p = torch.zeros(4, 5)
+    p[0, 2] = 1.0  # the root's target is certain of id 2 (node 1), a leaf
+    p[2, 0] = 1.0  # after node 1 it is certain of id 0
+    assert sampled_tree_accept(tokens, parents, p) == ([1], 0)
+    p = torch.zeros(4, 5)
+    p[0, 0], p[0, 4] = 0.5, 0.5  # neither child's id: both are tried and rejected
+    for _ in range(50):
+        path, nxt = sampled_tree_accept(tokens, parents, p)
+        assert path == [] and nxt in (0, 4)
 
 
 def test_contiguous_prefix():
