@@ -150,8 +150,8 @@ def speculative_generate(
     :class:`~specdec.engine.drafters.FeatureHeadDrafter` reading the target's hidden states) proposes.
     ``num_draft_tokens`` is N (a token tree's levels), or ``"auto"`` to choose N each step from measured
     costs and running acceptance (:mod:`specdec.auto.autotune`), or a callable ``policy(stats) -> N``
-    (0 = a plain target step), e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs. ``on_step`` receives
-    each step's accepted drafts and the target's own token, for streaming. ``compile``: static
+    (0 = a plain target step), e.g. an :class:`~specdec.auto.autotune.AutoPolicy` built with fixed costs.
+    ``on_step`` receives each step's accepted drafts and the target's own token, for streaming. ``compile``: static
     caches and compiled forwards for the target and the drafter (:mod:`specdec.engine.forward`).
     """
     validate_request(target, input_ids, max_new_tokens)
