@@ -57,13 +57,25 @@ def _empty(path: Path, what: str) -> None:
     plt.close(fig)
 
 
-def _save(fig, path: Path) -> None:
+def hardware_note(meta: dict) -> str:
+    """One line naming where a run was measured (CPU, its matrix flags, threads, versions), from its meta JSON."""
+    versions = meta.get("versions") or {}
+    parts = [meta.get("gpu") or meta.get("cpu"), meta.get("cpu_flags") if not meta.get("gpu") else None,
+             f"{meta['threads']} threads" if meta.get("threads") else None,
+             f"torch {versions['torch']}" if versions.get("torch") else None,
+             f"transformers {versions['transformers']}" if versions.get("transformers") else None]
+    return ", ".join(str(x) for x in parts if x)
+
+
+def _save(fig, path: Path, note: str = "") -> None:
     fig.tight_layout()
+    if note:  # the hardware below the axes, so a figure taken alone still says where it was measured
+        fig.text(0.01, -0.01, note, fontsize=7, color="dimgray", ha="left", va="top")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
-def plot_length_effect(df: pd.DataFrame, experiment: str, axis: str, xlabel: str, path: Path) -> None:
+def plot_length_effect(df: pd.DataFrame, experiment: str, axis: str, xlabel: str, path: Path, note: str = "") -> None:
     """Wall time of baseline and speculative decoding against a length axis."""
     sel = df[df.experiment == experiment]
     if sel.empty:
@@ -79,7 +91,7 @@ def plot_length_effect(df: pd.DataFrame, experiment: str, axis: str, xlabel: str
     ax.set_title(_title(sel, f"Effect of {xlabel.split(' (')[0].lower()}"))
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    _save(fig, path, note)
 
 
 def _hline(ax, sel: pd.DataFrame, col: str, label: str, style: str, color: str) -> None:
@@ -87,7 +99,7 @@ def _hline(ax, sel: pd.DataFrame, col: str, label: str, style: str, color: str) 
         ax.axhline(sel[col].median(), linestyle=style, color=color, label=f"{label}: {sel[col].median():.2f} s")
 
 
-def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
+def plot_n_effect(df: pd.DataFrame, path: Path, note: str = "") -> None:
     """Time against N for ours and HF assisted side by side; other methods and baseline as lines."""
     sel = df[df.experiment == "n"]
     fixed = sel[sel.n_value.notna() & sel.method.isin([m for m, *_ in PER_N])]
@@ -114,10 +126,10 @@ def plot_n_effect(df: pd.DataFrame, path: Path) -> None:
     ax.set_title(_title(sel, f"Effect of N ({prompt_label(row)}, {int(row.max_new_tokens)} new)"))
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over a line
-    _save(fig, path)
+    _save(fig, path, note)
 
 
-def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
+def plot_acceptance(df: pd.DataFrame, path: Path, note: str = "") -> None:
     """Acceptance rate and tokens per target step against N (two panels)."""
     sel = df[(df.experiment == "n") & df.n_value.notna() & df.method.isin([m for m, *_ in PER_N])]
     if sel.empty:
@@ -139,11 +151,11 @@ def plot_acceptance(df: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("draft tokens per step N")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.24))  # below: never over a curve
     a1.set_ylim(0, 1.05)
     row = sel.iloc[0]
-    fig.suptitle(f"Acceptance vs N: target {row.target_model}, draft {row.draft_model}", fontsize=10)
-    _save(fig, path)
+    fig.suptitle(f"Acceptance vs N: target {row.target_model}, draft {row.draft_model}", fontsize=10, y=1.03)
+    _save(fig, path, note)
 
 
 def predicted_curve(ours: pd.DataFrame, costs: dict | None) -> pd.Series | None:
@@ -157,7 +169,7 @@ def predicted_curve(ours: pd.DataFrame, costs: dict | None) -> pd.Series | None:
     return out.sort_index() if not out.empty else None
 
 
-def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
+def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path, note: str = "") -> None:
     """Measured speedup against N with spread, the predicted curve, and break-even at 1.0."""
     sel = df[(df.experiment == "n") & df.n_value.notna()]
     ours = sel[sel.method == "speculative"]
@@ -191,10 +203,10 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path) -> None:
     ax.set_title(_title(ours, "Speedup vs N"))
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    _save(fig, path)
+    _save(fig, path, note)
 
 
-def plot_compiled(df: pd.DataFrame, meta: dict, path: Path) -> None:
+def plot_compiled(df: pd.DataFrame, meta: dict, path: Path, note: str = "") -> None:
     """ms per new token against N, eager and compiled, with both baselines, HF's static+compile
     generate and the memory floor as lines: where the compiled path sits against the machine."""
     df = df.assign(ms=1e3 * df.speculative_time_s / df.new_tokens, base_ms=1e3 * df.baseline_time_s / df.new_tokens)
@@ -217,12 +229,15 @@ def plot_compiled(df: pd.DataFrame, meta: dict, path: Path) -> None:
     if floor:
         ax.axhline(floor, color="black", linestyle=":", label=f"memory floor (weights read once): {floor:.1f} ms")
     ax.set_ylim(bottom=0)
+    ns = sorted(sel.n_value.dropna().unique())
+    if ns:
+        ax.set_xticks(ns, [str(int(v)) for v in ns])
     ax.set_xlabel("draft tokens per step N")
     ax.set_ylabel("ms per new token, median and IQR")
     ax.set_title(_title(sel if not sel.empty else df, "Compiled (static cache) against eager"))
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    _save(fig, path)
+    _save(fig, path, note)
 
 
 def make_plots(csv_path: Path, out_dir: Path | None = None) -> list[Path]:
@@ -230,10 +245,11 @@ def make_plots(csv_path: Path, out_dir: Path | None = None) -> list[Path]:
     and compiled cells draws them from its eager rows and adds :data:`COMPILED_PLOT`."""
     csv_path = Path(csv_path)
     out_dir = Path(out_dir) if out_dir is not None else csv_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
     df = frame(pd.read_csv(csv_path, dtype={"n_draft": str, "outputs_match": str, "compiled": str}))
     meta_file = csv_path.with_name(csv_path.stem + ".meta.json")
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    costs = meta.get("costs")
+    costs, note = meta.get("costs"), hardware_note(meta)
     paths = [out_dir / name for name in PLOT_FILES]
     if df.empty:
         for p in paths:
@@ -241,13 +257,13 @@ def make_plots(csv_path: Path, out_dir: Path | None = None) -> list[Path]:
         return paths
     compiled = compiled_mask(df)
     if compiled.any():
-        plot_compiled(df, meta, out_dir / COMPILED_PLOT)
+        plot_compiled(df, meta, out_dir / COMPILED_PLOT, note)
         paths.append(out_dir / COMPILED_PLOT)
         if not compiled.all():
             df = df[~compiled]
-    plot_length_effect(df, "prompt_length", "prompt_len", "prompt length (tokens)", paths[0])
-    plot_length_effect(df, "max_tokens", "max_new_tokens", "new tokens generated (tokens)", paths[1])
-    plot_n_effect(df, paths[2])
-    plot_acceptance(df, paths[3])
-    plot_speedup(df, costs, paths[4])
+    plot_length_effect(df, "prompt_length", "prompt_len", "prompt length (tokens)", paths[0], note)
+    plot_length_effect(df, "max_tokens", "max_new_tokens", "new tokens generated (tokens)", paths[1], note)
+    plot_n_effect(df, paths[2], note)
+    plot_acceptance(df, paths[3], note)
+    plot_speedup(df, costs, paths[4], note)
     return paths

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from specdec.auto.theory import predicted_speedup
-from specdec.study.plots import PLOT_FILES, make_plots, predicted_curve
+from specdec.study.plots import PLOT_FILES, hardware_note, make_plots, predicted_curve
 from specdec.study.store import COLUMNS, Row
 from specdec.study.summary import frame, summarize, to_markdown
 
@@ -40,6 +40,18 @@ def test_make_plots_writes_five_pngs(tmp_path):
     paths = make_plots(_csv(tmp_path))
     assert [p.name for p in paths] == list(PLOT_FILES)
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_plots_go_to_a_new_directory_and_name_the_hardware(tmp_path):
+    csv = _csv(tmp_path)
+    out = tmp_path / "figures" / "run1"  # not there yet
+    assert all(p.exists() for p in make_plots(csv, out))
+    meta = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_flags": "avx512_bf16 amx_bf16", "gpu": None, "threads": 2,
+            "versions": {"torch": "2.13.0+cpu", "transformers": "5.18.0"}}
+    assert hardware_note(meta) == ("Intel(R) Xeon(R) Processor, avx512_bf16 amx_bf16, 2 threads, torch 2.13.0+cpu, "
+                                   "transformers 5.18.0")
+    assert hardware_note({**meta, "gpu": "NVIDIA H200"}).startswith("NVIDIA H200, 2 threads")  # a GPU, not CPU flags
+    assert hardware_note({}) == ""  # a CSV without its meta JSON: no footer
 
 
 def test_summary_reports_best_n_and_others(tmp_path):
