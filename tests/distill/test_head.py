@@ -1,6 +1,7 @@
 """Feature-head data and training on a tiny target built in code."""
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,6 +38,19 @@ def test_sequence_shards_round_trip(tmp_path):
     save_sequences(tmp_path / "self_00001.safetensors", seqs[3:])
     assert load_sequences(tmp_path) == seqs
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_kept_head_data_loads_as_documented():
+    """distill_data/smollm2-head: answers and self-written questions only, each with its answer after its
+    prompt, ids in SmolLM2's vocabulary, keys unique per kind (so a later stage skips what is answered)."""
+    root = Path(__file__).resolve().parents[2] / "distill_data" / "smollm2-head"
+    seqs = load_sequences(root)
+    kinds = {k: [s for s in seqs if s.kind == k] for k in ("answer", "self")}
+    assert len(seqs) == len(kinds["answer"]) + len(kinds["self"]) and all(kinds.values())
+    assert all(0 < s.answer_start < len(s.ids) for s in seqs)
+    assert max(max(s.ids) for s in seqs) < 49_152 and min(min(s.ids) for s in seqs) >= 0
+    for group in kinds.values():
+        assert len({s.key for s in group}) == len(group)
 
 
 def test_answer_queue_skips_answered_prompts_and_other_kinds():
