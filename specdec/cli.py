@@ -64,7 +64,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", default=None, help="feature head for --method/--methods eagle: a directory "
                    "(specdec distill head); default: the one bundled for the target, if any")
     p.add_argument("--tree-width", dest="tree_width", type=int, default=None,
-                   help="nodes per level of method eagle-tree's token tree (default: specdec.methods.DEFAULT_TREE_WIDTH, 3)")
+                   help="method eagle-tree: nodes expanded per level, and children per node "
+                   "(default: specdec.methods.DEFAULT_TREE_WIDTH)")
+    p.add_argument("--tree-nodes", dest="tree_nodes", type=int, default=None,
+                   help="method eagle-tree: nodes verified per step at most, the likeliest by the head's joint "
+                   "probability (default: specdec.methods.DEFAULT_TREE_NODES)")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="auto", choices=["float32", "bfloat16", "float16", "auto"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else float32 (CPU) "
@@ -116,7 +120,7 @@ def pair_specs(args) -> tuple[str, str]:
 
 def study_config(args):
     """A validated StudyConfig from parsed ``run`` flags (loads no model)."""
-    from .methods import DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
+    from .methods import DEFAULT_TREE_NODES, DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
     from .models.device import dtype_name, resolve_device
     from .models.presets import default_head
     from .study.config import EXPERIMENTS, StudyConfig
@@ -147,7 +151,8 @@ def study_config(args):
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),
         fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
         fixed_n=args.fixed_n, methods=methods, compile=args.compile,
-        tree_width=DEFAULT_TREE_WIDTH if args.tree_width is None else args.tree_width)
+        tree_width=DEFAULT_TREE_WIDTH if args.tree_width is None else args.tree_width,
+        tree_nodes=DEFAULT_TREE_NODES if args.tree_nodes is None else args.tree_nodes)
     cfg.validate()
     return cfg
 
@@ -239,7 +244,7 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_generate(argv: list[str]) -> int:
     """Generate from one prompt, optionally streaming with accepted drafts marked."""
-    from .methods import DEFAULT_TREE_WIDTH, GENERATE_METHODS, METHODS
+    from .methods import DEFAULT_TREE_NODES, DEFAULT_TREE_WIDTH, GENERATE_METHODS, METHODS
     from .stream import generate_main
 
     p = Parser(prog="specdec generate", description="Generate text from one prompt.")
@@ -268,6 +273,10 @@ def cmd_generate(argv: list[str]) -> int:
         args.tree_width = DEFAULT_TREE_WIDTH
     elif args.tree_width < 1:
         raise UsageError(f"--tree-width must be >= 1, got {args.tree_width}")
+    if args.tree_nodes is None:
+        args.tree_nodes = DEFAULT_TREE_NODES
+    elif args.tree_nodes < 1:
+        raise UsageError(f"--tree-nodes must be >= 1, got {args.tree_nodes}")
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     args.big_model, args.small_model = pair_specs(args)

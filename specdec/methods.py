@@ -23,7 +23,9 @@ from .engine.drafters import FeatureHeadDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
-DEFAULT_TREE_WIDTH = 3  # eagle-tree's nodes per level: best of widths 2, 3, 4 in exp_results/README.md (SmolLM2, Zen 5 bf16)
+# eagle-tree's expansion per level (EAGLE-2's top-k) and verified nodes at most: 6 and 32 led widths 3-8 and
+# caps 12-36 at their best depth in and out of the study's domain (SmolLM2, Intel Xeon with AMX, bf16; exp_results)
+DEFAULT_TREE_WIDTH, DEFAULT_TREE_NODES = 6, 32
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Request:
     eos_token_id: int | Iterable[int] | None = None
     on_step: StepCallback | None = None
     compiler: Any | None = None  # a specdec.engine.forward.Compiler: run compiled
-    tree_width: int = DEFAULT_TREE_WIDTH  # nodes per level of eagle-tree's token tree
+    tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's expansion per level
+    tree_nodes: int | None = DEFAULT_TREE_NODES  # eagle-tree's verified nodes at most (None: N levels × width)
 
     def common(self) -> dict:
         return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed,
@@ -58,6 +61,7 @@ class Method:
     study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
     streams: bool = True  # reports each step through ``on_step``
     modes: Literal["both", "eager", "compiled"] = "both"
+    tree: bool = False  # drafts a token tree (Request.tree_width, tree_nodes)
 
 
 def _fixed_n(req: Request, default: int = 4) -> int:
@@ -99,7 +103,7 @@ def _eagle_auto(req: Request) -> GenerationResult:
 def _eagle_tree(req: Request) -> GenerationResult:
     n = _fixed_n(req) if req.n != "auto" else "auto"
     return speculative_generate(req.target, None, req.input_ids, num_draft_tokens=n,
-                                drafter=FeatureHeadDrafter(req.draft, tree_width=req.tree_width), on_step=req.on_step,
+                                drafter=FeatureHeadDrafter(req.draft, req.tree_width, req.tree_nodes), on_step=req.on_step,
                                 compile=req.compiler, **req.common())
 
 
@@ -137,10 +141,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _eagle, draft="head", study_n="grid"),
     Method("eagle-auto", "the feature head with N chosen each step from measured costs (auto N)",
            _eagle_auto, draft="head", study_n="auto"),
-    Method("eagle-tree", "the feature head drafting a token tree (N levels, --tree-width nodes each), "
-           "verified in one target pass; eager", _eagle_tree, draft="head", study_n="grid", modes="eager"),
+    Method("eagle-tree", "the feature head drafting a token tree (EAGLE-2: N levels, each expanding the "
+           "--tree-width likeliest nodes, the --tree-nodes likeliest verified in one target pass); eager",
+           _eagle_tree, draft="head", study_n="grid", modes="eager", tree=True),
     Method("eagle-tree-auto", "the feature head's token tree with its depth N chosen each step from measured costs "
-           "(auto N); eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager"),
+           "(auto N); eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",

@@ -115,12 +115,14 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         from .auto.autotune import auto_policy
 
         t0 = time.perf_counter()
-        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler)
+        tree = dict(width=args.tree_width, max_nodes=args.tree_nodes) if method.tree else {}
+        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler, **tree)
         calibrate_s = time.perf_counter() - t0
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
-                  on_step=printer, compiler=compiler, tree_width=args.tree_width)
+                  on_step=printer, compiler=compiler, tree_width=args.tree_width,
+                  tree_nodes=args.tree_nodes)
     t0 = time.perf_counter()
     result = method.run(req)
     wall = time.perf_counter() - t0

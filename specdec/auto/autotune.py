@@ -12,9 +12,10 @@ what drafts reach in practice) of the time
 model is then never run.
 Policies made through a :class:`~specdec.auto.calibration.CalibrationCache` are kept there per pair,
 so α̂ and the probe wait carry over from one generation to the next, like the costs.
-A token tree of ``width`` nodes per level (:mod:`specdec.engine.tree`) is priced per level: N levels
-cost N draft steps and a verify over N·width drafts, α̂ is the chance a level is accepted, and N
-stops where N·width leaves the calibrated range.
+A token tree drafted with ``width`` (:mod:`specdec.engine.tree`) is priced per level: N levels
+cost N draft steps and a verify over its :func:`~specdec.engine.tree.tree_size` nodes (N·width, or at
+most ``max_nodes``), α̂ is the chance a level is accepted, and N stops at ``n_max // width`` levels
+(``n_max`` when ``max_nodes`` caps the verify).
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -28,12 +29,14 @@ from transformers import PreTrainedModel
 
 from ..engine.forward import Compiler
 from ..engine.stats import GenerationStats
+from ..engine.tree import tree_size
 from .calibration import CalibrationCache, Costs, default_calibration_cache
 from .theory import best_n, verify_cost_fn
 
-# A sparse calibration (N+1 token passes, interpolated by theory.verify_cost_fn): with
-# repeats=3, warmup=1 it costs 4 × (2 + 8) = 40 forwards, plus two prefills.
-AUTO_NS = (1, 2, 3, 4, 6, 8, 12, 16)
+# A sparse calibration (N+1 token passes, interpolated by theory.verify_cost_fn), up to the largest
+# verify a policy may choose: a chain's n_max (16 by default: 4 × (2 + 8) = 40 forwards with
+# repeats=3, warmup=1, plus two prefills), a token tree's nodes (up to 64).
+AUTO_NS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 AUTO_REPEATS, AUTO_WARMUP = 3, 1
 
 
@@ -53,7 +56,8 @@ class AutoPolicy:
     probe_every: int = 8
     probe_max: int = 64
     alpha_ceiling: float = 0.9
-    width: int = 1  # drafts per level: a token tree's nodes per level, 1 for a chain
+    width: int = 1  # a token tree's expansion per level, 1 for a chain
+    max_nodes: int | None = None  # a token tree's verified nodes at most (None: N·width)
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -69,8 +73,8 @@ class AutoPolicy:
         return best_n(self.alpha_ceiling, self.costs.c, self.level_cost, self.n_max)[0] == 0
 
     def level_cost(self, n: int) -> float:
-        """v of a verify over N levels: N·width drafts (a chain's v(N))."""
-        return verify_cost_fn(self.costs.verify_cost)(n * self.width)
+        """v of a verify over N levels: the tree's nodes (a chain's v(N))."""
+        return verify_cost_fn(self.costs.verify_cost)(tree_size(n, self.width, self.max_nodes))
 
     @property
     def alpha(self) -> float:
@@ -114,7 +118,8 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 calibration_cache: CalibrationCache | None = None, costs: Costs | None = None,
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
-                alpha_ceiling: float = 0.9, compiler: Compiler | None = None, width: int = 1) -> AutoPolicy:
+                alpha_ceiling: float = 0.9, compiler: Compiler | None = None, width: int = 1,
+                max_nodes: int | None = None) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
@@ -122,19 +127,22 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     in-process one by default), which also keeps the pair's policy, so later generations start
     from its α̂. Compiled, N stops at the largest compiled verify block and each N is priced at
     the block it pads up to (:func:`padded_costs`). ``width`` > 1 prices N levels of a token tree
-    (kept apart from the pair's chain policy); N·width stays within the calibrated drafts.
+    (kept apart from the pair's chain policy), its verify over at most ``max_nodes`` nodes.
     """
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
-    settings = dict(n_max=max(1, n_max // width), width=width, prior_alpha=prior_alpha, prior_weight=prior_weight,
-                    decay=decay, probe_every=probe_every, probe_max=probe_max, alpha_ceiling=alpha_ceiling)
+    levels = n_max if max_nodes is not None and width > 1 else max(1, n_max // width)
+    settings = dict(n_max=levels, width=width, max_nodes=max_nodes, prior_alpha=prior_alpha,
+                    prior_weight=prior_weight, decay=decay, probe_every=probe_every, probe_max=probe_max,
+                    alpha_ceiling=alpha_ceiling)
     if costs is not None:
         return AutoPolicy(costs, **settings)
     if compiler is not None and width > 1:
         raise ValueError("a token tree runs eager only")
     cache = default_calibration_cache() if calibration_cache is None else calibration_cache
     if compiler is None:
-        ns = tuple(n for n in AUTO_NS if n <= n_max) or (1,)
+        reach = tree_size(levels, width, max_nodes)  # the widest verify the policy may choose
+        ns = (*(n for n in AUTO_NS if n < reach), min((n for n in AUTO_NS if n >= reach), default=AUTO_NS[-1]))
     else:
         n_max = settings["n_max"] = min(n_max, compiler.max_draft)
         ns = tuple(r - 1 for r in compiler.block_rows if 1 <= r - 1 <= n_max) or (1,)
@@ -143,6 +151,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     if compiler is not None:
         costs = padded_costs(costs, n_max)
     key = cache.key(target, draft, compiler is not None)[0] + (f";tree={width}" if width > 1 else "")
+    key += f";nodes={max_nodes}" if width > 1 and max_nodes is not None else ""
     policy = cache.policies.get(key)
     if policy is None or policy.costs != costs or any(getattr(policy, k) != v for k, v in settings.items()):
         policy = cache.policies[key] = AutoPolicy(costs, **settings)

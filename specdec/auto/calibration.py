@@ -163,11 +163,13 @@ class CalibrationCache:
 
     def get_or_measure(self, target: PreTrainedModel, draft: PreTrainedModel | None,
                        prompt_ids: torch.Tensor, **measure_kwargs) -> Costs:
-        """Cached costs for the pair, measuring them (``measure_costs``) on first use; compiled
-        costs (``compiler=...``) are kept apart from eager ones."""
+        """Cached costs for the pair, measuring them (``measure_costs``) on first use, and again when
+        the cached v(N) stops short of the ``ns`` asked for; compiled costs (``compiler=...``) are
+        kept apart from eager ones."""
         compiled = measure_kwargs.get("compiler") is not None
         costs = self.get(target, draft, compiled)
-        if costs is None:
+        ns = measure_kwargs.get("ns")
+        if costs is None or (ns and max(ns) > max(costs.verify_cost)):
             costs = measure_costs(target, draft, prompt_ids, **measure_kwargs)
             self.put(target, draft, costs, compiled)
         return costs

@@ -14,8 +14,8 @@ import torch
 from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
-from .sampling import SamplingParams, probs_from_logits, sample
-from .tree import tree_inputs
+from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
+from .tree import rerank, tree_inputs, tree_size
 
 
 @dataclass
@@ -40,7 +40,8 @@ class Drafter(ABC):
     forwards: int = 0  # forward passes of a draft model, if any
     model: torch.nn.Module | None = None  # what the cost model times as the draft (None: nothing to time)
     wants_hidden_states: bool = False  # commit() then receives the target's hidden states
-    tree_width: int = 1  # drafts per level: a token tree's nodes per level, 1 for a chain
+    tree_width: int = 1  # a token tree's expansion per level (:func:`.tree.tree_size`), 1 for a chain
+    tree_nodes: int | None = None  # a token tree's verified nodes at most (None: levels × tree_width)
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
               generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0) -> None:
@@ -65,7 +66,7 @@ class Drafter(ABC):
     def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(token, q): the argmax when greedy, else a sample and the distribution q it came from."""
         if self.params.greedy:
-            return logits.argmax(-1), None
+            return greedy_token(logits), None
         q = probs_from_logits(logits, self.params)
         return sample(q, self.generator), q
 
@@ -125,18 +126,21 @@ class FeatureHeadDrafter(Drafter):
     ``commit`` rolls them back (the cache rules of :mod:`.cache`) before adding the verify pass's real features.
     The target's hidden states come from the prefill and verify forwards: no extra target pass.
 
-    ``tree_width`` > 1 drafts a token tree instead of a chain (eager only): N levels, each the
-    ``tree_width`` continuations of highest joint probability among the children of the level
-    before, one head forward per level (EAGLE-2's expansion without its re-ranking).
+    ``tree_width`` > 1 drafts a token tree instead of a chain (eager only): N levels of EAGLE-2's
+    expansion (the ``tree_width`` likeliest candidates of a level grow ``tree_width`` children each),
+    then its re-ranking: the ``tree_nodes`` candidates of highest joint probability are verified
+    (None: N·``tree_width``).
     """
 
     wants_hidden_states = True
 
-    def __init__(self, head: torch.nn.Module, tree_width: int = 1) -> None:
+    def __init__(self, head: torch.nn.Module, tree_width: int = 1, tree_nodes: int | None = None) -> None:
         if tree_width < 1:
             raise ValueError(f"tree_width must be >= 1, got {tree_width}")
+        if tree_nodes is not None and tree_nodes < 1:
+            raise ValueError(f"tree_nodes must be >= 1, got {tree_nodes}")
         self.model = head
-        self.tree_width = tree_width
+        self.tree_width, self.tree_nodes = tree_width, tree_nodes
 
     @property
     def makes_trees(self) -> bool:
@@ -183,43 +187,37 @@ class FeatureHeadDrafter(Drafter):
         return Draft(torch.stack(tokens), torch.stack(qs) if qs else None)
 
     def _tree(self, hidden: torch.Tensor, depth: int) -> Draft:
-        """A tree of ``depth`` levels of ``tree_width`` nodes, parents first, the most likely chain at
-        the front (its rows are the ones the target's cache keeps most often)."""
-        width, base = self.tree_width, self.real  # the head's cache: base real entries, then the levels fed
+        """EAGLE-2's dynamic tree: ``depth`` levels, each expanding the ``tree_width`` candidates of
+        highest joint q by their ``tree_width`` likeliest children (one head forward per level), then
+        the :func:`~.tree.tree_size` likeliest candidates of all kept (:func:`~.tree.rerank`)."""
+        width, base = self.tree_width, self.real  # the head's cache: base real entries, then the rows fed
         score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
-        front_hidden = hidden.expand(1, width, -1)  # each node's input feature: its parent's output
-        for level in range(1, depth):
-            # the head's cache holds every node fed so far, in node order; this level's rows are the last
-            mask, positions = tree_inputs(torch.cat(parents), base, 0, hidden.dtype)
-            out = self.forward(front_hidden, tokens[-1].view(1, width), attention_mask=mask[:, :, -width:],
-                               position_ids=positions[:, -width:])
+        frontier = torch.arange(width)  # candidates to expand next (indices into the concatenated lists)
+        fed_parents: list[int] = []  # each fed row's parent among the fed rows (-1: the last committed token)
+        row_of: dict[int, int] = {}  # candidate -> its row among the fed rows
+        front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
+        size = width
+        for _ in range(1, depth):
+            all_parents = torch.cat(parents)
+            for c in frontier.tolist():
+                row_of[c] = len(fed_parents)
+                fed_parents.append(row_of.get(int(all_parents[c]), -1))
+            # the head's cache holds every row fed so far; this level's rows are the last, each seeing its ancestors
+            mask, positions = tree_inputs(torch.tensor(fed_parents), base, 0, hidden.dtype)
+            out = self.forward(front_hidden, torch.cat(tokens)[frontier].view(1, width),
+                               attention_mask=mask[:, :, -width:], position_ids=positions[:, -width:])
             self.forwards += 1
-            logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width) per parent
-            score, flat = (scores[-1][:, None] + logq).flatten().topk(width)  # joint log q of the children
-            rows = flat // width  # which node of this level each child continues
-            tokens.append(ids.flatten()[flat])
-            parents.append(rows + (level - 1) * width)
-            scores.append(score)
-            front_hidden = out[:, rows]
-        return _chain_first(torch.cat(tokens), torch.cat(parents), width)
-
-
-def _chain_first(tokens: torch.Tensor, parents: torch.Tensor, width: int) -> Draft:
-    """Reorder a level-by-level tree so the chain of each level's best child of the chain comes first."""
-    par = parents.tolist()  # one transfer, not one per node
-    chain = [0]
-    for level in range(1, len(par) // width):
-        kids = [i for i in range(level * width, (level + 1) * width) if par[i] == chain[-1]]
-        if not kids:
-            break
-        chain.append(kids[0])  # a level's nodes are sorted by joint probability
-    in_chain = set(chain)
-    order = chain + [i for i in range(len(par)) if i not in in_chain]
-    new_index = {old: new for new, old in enumerate(order)}
-    new_parents = torch.tensor([-1 if par[i] < 0 else new_index[par[i]] for i in order], dtype=torch.long,
-                               device=tokens.device)
-    return Draft(tokens[order], None, new_parents)
+            logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width): per frontier node
+            joint = (torch.cat(scores)[frontier][:, None] + logq).flatten()
+            tokens.append(ids.flatten())
+            parents.append(frontier.repeat_interleave(width))
+            scores.append(joint)
+            best = joint.topk(width).indices
+            frontier, front_hidden, size = size + best, out[:, best // width], size + width * width
+        budget = tree_size(depth, width, self.tree_nodes)
+        kept, kept_parents = rerank(torch.cat(tokens), torch.cat(parents), torch.cat(scores), budget)
+        return Draft(kept, None, kept_parents)
 
 
 class PromptLookupDrafter(Drafter):

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel
 from ..auto.autotune import auto_policy
 from .drafters import Draft, Drafter, ModelDrafter
 from .forward import Compiler, Forward, compiled_attention, resolve_compiler
-from .sampling import SamplingParams, probs_from_logits, sample
+from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
 from .tree import contiguous_prefix, greedy_tree_accept, sampled_tree_accept, tree_depths, tree_inputs
@@ -66,7 +66,7 @@ def validate_request(model: PreTrainedModel, input_ids: torch.Tensor, max_new_to
 
 def _choose(logits: torch.Tensor, params: SamplingParams, generator) -> torch.Tensor:
     if params.greedy:
-        return logits.argmax(-1)
+        return greedy_token(logits)
     return sample(probs_from_logits(logits, params), generator)
 
 
@@ -162,7 +162,8 @@ def speculative_generate(
             raise ValueError("speculative_generate needs a draft model or a drafter")
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
-    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width)
+    policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width,
+                        drafter.tree_nodes)
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -202,11 +203,11 @@ def speculative_generate(
             if k == 0:
                 path, next_token = [], int(_choose(logits[0], params, gen))
             elif tree:
-                path, next_token = (greedy_tree_accept(proposal.tokens, proposal.parents, logits.argmax(-1)) if params.greedy
+                path, next_token = (greedy_tree_accept(proposal.tokens, proposal.parents, greedy_token(logits)) if params.greedy
                                     else sampled_tree_accept(proposal.tokens, proposal.parents,
                                                              probs_from_logits(logits, params), gen))
             else:
-                n_acc, next_token = (greedy_accept(proposal.tokens, logits.argmax(-1)) if params.greedy else
+                n_acc, next_token = (greedy_accept(proposal.tokens, greedy_token(logits)) if params.greedy else
                                      rejection_accept(proposal.tokens, proposal.q, probs_from_logits(logits, params), gen))
                 path = list(range(n_acc))
             new = proposal.tokens[path].tolist() + [next_token]
@@ -242,9 +243,10 @@ def speculative_generate(
     return GenerationResult.finish(seq[0, prompt_len:pos].tolist(), stats, tokenizer)
 
 
-def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None, width: int = 1) -> NPolicy:
+def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None, width: int = 1,
+              max_nodes: int | None = None) -> NPolicy:
     if num_draft_tokens == "auto":
-        return auto_policy(target, draft, input_ids, compiler=compiler, width=width)
+        return auto_policy(target, draft, input_ids, compiler=compiler, width=width, max_nodes=max_nodes)
     if callable(num_draft_tokens):
         return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):

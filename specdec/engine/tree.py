@@ -18,6 +18,42 @@ import torch
 from .sampling import sample
 
 
+def tree_size(depth: int, width: int, max_nodes: int | None = None) -> int:
+    """Nodes verified for a tree of ``depth`` levels drafted with ``width`` (EAGLE-2's top-k): the
+    ``depth·width`` likeliest of its ``width + (depth - 1)·width²`` candidates, at most ``max_nodes``
+    (a chain: ``depth``). Growing with depth, the verify's cost follows the N a step chooses."""
+    return max(0, depth * width if max_nodes is None else min(depth * width, max_nodes))
+
+
+def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, budget: int
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, parents) of the ``budget`` candidates of highest joint log q (EAGLE-2's re-ranking),
+    parents first, the chain of each kept node's likeliest kept child at the front (its rows are the
+    ones the target's cache keeps without refeeding).
+
+    tokens, parents, scores: (P,) candidates (parents precede children). A child's joint log q never
+    exceeds its parent's, and ties go to the shallower node, so the kept set holds every ancestor.
+    """
+    depths = tree_depths(parents)
+    by_depth = torch.sort(depths, stable=True).indices
+    order = by_depth[torch.sort(scores[by_depth], descending=True, stable=True).indices][:budget].tolist()
+    par, dep = parents.tolist(), depths.tolist()
+    children: dict[int, list[int]] = {}
+    for i in order:  # each parent's kept children, likeliest first
+        children.setdefault(par[i], []).append(i)
+    chain, node = [], -1
+    while children.get(node):
+        node = children[node][0]
+        chain.append(node)
+    in_chain = set(chain)
+    rest = sorted((i for i in order if i not in in_chain), key=lambda i: dep[i])  # stable: likeliest first
+    kept = chain + rest
+    new_index = {old: new for new, old in enumerate(kept)}
+    new_parents = torch.tensor([-1 if par[i] < 0 else new_index[par[i]] for i in kept], dtype=torch.long,
+                               device=tokens.device)
+    return tokens[kept], new_parents
+
+
 def tree_depths(parents: torch.Tensor) -> torch.Tensor:
     """Depth of each node (1 for children of the last committed token); parents precede children."""
     depths: list[int] = []

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-from ..methods import DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
+from ..methods import DEFAULT_TREE_NODES, DEFAULT_TREE_WIDTH, METHODS, STUDY_EXTRAS
 from .prompts import NATURAL_LENGTH, PROMPT_SETS
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
@@ -38,7 +38,8 @@ class StudyConfig:
     # eagle needs a head; hf-static needs a compiled mode
     methods: tuple[str, ...] = tuple(m for m in STUDY_EXTRAS if METHODS[m].draft != "head" and METHODS[m].modes != "compiled")
     compile: str = "off"  # "on": static caches + compiled forwards for baseline and candidates; "both": each cell twice
-    tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's nodes per level
+    tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's expansion per level
+    tree_nodes: int = DEFAULT_TREE_NODES  # eagle-tree's verified nodes at most
 
     def compiled_modes(self) -> tuple[bool, ...]:
         return COMPILE_MODES[self.compile]
@@ -89,6 +90,8 @@ class StudyConfig:
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.tree_width < 1:
             raise ValueError(f"--tree-width must be >= 1, got {self.tree_width}")
+        if self.tree_nodes < 1:
+            raise ValueError(f"--tree-nodes must be >= 1, got {self.tree_nodes}")
 
     def longest_request(self) -> int:
         """The largest prompt length + new tokens any cell asks for."""

@@ -114,8 +114,9 @@ class Study:
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         for method, compiled in auto_cells:
             t0 = time.perf_counter()
+            tree = dict(width=self.cfg.tree_width, max_nodes=self.cfg.tree_nodes) if METHODS[method].tree else {}
             costs = auto_policy(self.target.model, self.draft_for(method), ids,
-                                compiler=self.compiler if compiled else None).costs
+                                compiler=self.compiler if compiled else None, **tree).costs
             out[method + (" compiled" if compiled else "")] = {
                 "seconds": time.perf_counter() - t0, "c": costs.c,
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
@@ -135,7 +136,8 @@ class Study:
         """One timed generation of ``method`` for ``cell``'s N and length, EOS ignored."""
         req = Request(self.target.model, self.draft_for(method), ids, cell.n_draft, cell.max_new_tokens,
                       temperature=self.cfg.temperature, seed=seed, eos_token_id=None,
-                      compiler=self.compiler if cell.compiled else None, tree_width=self.cfg.tree_width)
+                      compiler=self.compiler if cell.compiled else None, tree_width=self.cfg.tree_width,
+                      tree_nodes=self.cfg.tree_nodes)
         return Timed(*timed(lambda: METHODS[method].run(req), self.device))
 
     def pair(self, cell: Cell, ids: torch.Tensor, seed: int) -> tuple[Timed, Timed]:

@@ -90,7 +90,11 @@ def test_auto_string_calibrates_once(pair, prompt, greedy_ref):
     cache = CalibrationCache()
     policy = auto_policy(target, draft, prompt, calibration_cache=cache, n_max=4)
     assert set(policy.costs.verify_cost) == {0, 1, 2, 3, 4}
-    assert auto_policy(target, draft, prompt, calibration_cache=cache).costs is policy.costs
+    assert auto_policy(target, draft, prompt, calibration_cache=cache, n_max=3).costs is policy.costs
+    wider = auto_policy(target, draft, prompt, calibration_cache=cache).costs  # v(N) must reach N = 16: measured again
+    assert max(wider.verify_cost) == 16 and auto_policy(target, draft, prompt, calibration_cache=cache, n_max=4).costs is wider
+    tree = auto_policy(target, draft, prompt, calibration_cache=cache, width=4, max_nodes=20).costs  # 16 levels, 20 nodes
+    assert max(tree.verify_cost) == 24 and auto_policy(target, draft, prompt, calibration_cache=cache).costs is tree
     res = speculative_generate(target, draft, prompt, num_draft_tokens="auto", max_new_tokens=NEW)
     assert res.tokens == greedy_ref
 

@@ -6,7 +6,7 @@ import torch
 from specdec import autoregressive_generate, speculative_generate
 from specdec.engine.drafters import FeatureHeadDrafter
 from specdec.engine.sampling import SamplingParams
-from specdec.engine.tree import greedy_tree_accept, tree_depths, tree_inputs
+from specdec.engine.tree import greedy_tree_accept, tree_depths, tree_inputs, tree_size
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
 from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
 
@@ -113,8 +113,8 @@ SMALL = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1,
                     head_scale=3.0, seed=8)  # 16 ids: a random head's tree often holds the target's token
 
 
-@pytest.mark.parametrize("width", [2, 4])
-def test_tree_greedy_output_equals_plain_decoding(width):
+@pytest.mark.parametrize("width,nodes", [(2, None), (4, None), (4, 10), (8, 24)])
+def test_tree_greedy_output_equals_plain_decoding(width, nodes):
     target, _ = fixture_pair(SMALL)
     head = _head(target, seed=2, feature_layers=[1, 2, 3])
     prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
@@ -122,7 +122,7 @@ def test_tree_greedy_output_equals_plain_decoding(width):
     accepted = 0
     for n in (1, 2, 4, 8):
         res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW,
-                                   drafter=FeatureHeadDrafter(head, tree_width=width))
+                                   drafter=FeatureHeadDrafter(head, tree_width=width, tree_nodes=nodes))
         assert res.tokens == ref
         assert max(res.stats.drafted_per_step) <= n
         accepted += res.stats.accepted
@@ -138,37 +138,46 @@ def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     default_calibration_cache.cache_clear()
     res = speculative_generate(target, None, prompt, num_draft_tokens="auto", max_new_tokens=NEW,
-                               drafter=FeatureHeadDrafter(head, tree_width=4))
+                               drafter=FeatureHeadDrafter(head, tree_width=4, tree_nodes=12))
     assert res.tokens == ref
     (key, policy), = default_calibration_cache().policies.items()
-    assert key.endswith(";tree=4") and policy.width == 4 and policy.n_max == 4  # 4 levels of 4 nodes at most
+    assert key.endswith(";tree=4;nodes=12") and policy.width == 4 and policy.n_max == 16  # capped: depth is free
+    assert policy.level_cost(3) == policy.level_cost(4) != policy.level_cost(2)  # 4 nodes a level, 12 at most
     steps = res.stats.drafted_per_step
     assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels chosen
     default_calibration_cache.cache_clear()
 
 
-def test_tree_levels_are_the_heads_likeliest_continuations_with_the_best_chain_first(pair, prompt):
+def _proposal(head, target, prompt, committed, n, **kw):
+    d = FeatureHeadDrafter(head, **kw)
+    d.start(prompt, SamplingParams(), 256, None)
+    d.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
+    return d, d.propose(committed, n)
+
+
+def test_tree_holds_the_heads_likeliest_continuations_with_the_best_chain_first(pair, prompt):
     target, _ = pair
     head = _head(target)
-    d = FeatureHeadDrafter(head, tree_width=3)
+    committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
-        d.start(prompt, SamplingParams(), 256, None)
-        d.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
-        committed = torch.cat([prompt, torch.tensor([[9]])], 1)
-        tree = d.propose(committed, 4)
-        assert len(tree) == 12 and d.forwards == 4  # 4 levels of 3, one head forward per level
+        d, tree = _proposal(head, target, prompt, committed, 4, tree_width=3)  # 12 of 3 + 3 levels of 3 × 3 candidates
+        assert len(tree) == tree_size(4, 3) == 12 and d.forwards == 4  # catch-up + one head forward per level after the first
         parents = tree.parents.tolist()
-        assert all(p < i for i, p in enumerate(parents))
-        assert parents[:4] == [-1, 0, 1, 2]  # the best chain at the front
+        assert all(p < i for i, p in enumerate(parents)) and int(tree_depths(tree.parents).max()) <= 4
         first = {tree.tokens[i].item() for i, p in enumerate(parents) if p == -1}
+        _, chain = _proposal(head, target, prompt, committed, 2)
         fresh = FeatureHeadDrafter(head)
         fresh.start(prompt, SamplingParams(), 256, None)
         fresh.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
         logits = head.logits(fresh._catch_up(committed))[0, -1]
-        assert first == set(logits.topk(3).indices.tolist())
-        assert tree.tokens[0] == logits.argmax()
+        assert first <= set(logits.topk(3).indices.tolist())  # the first level: the head's likeliest ids
+        assert parents[:2] == [-1, 0]  # the best chain at the front:
+        assert tree.tokens[:2].tolist() == chain.tokens.tolist()  # the head's argmax, then its argmax after it
         d.commit(committed.shape[1], None)
         assert d.forward.cache.get_seq_length() == prompt.shape[1]  # the tree's entries are rolled back
+        _, small = _proposal(head, target, prompt, committed, 4, tree_width=3, tree_nodes=7)
+        assert len(small) == 7 and small.tokens[0] == logits.argmax()  # capped at 7 nodes
+        assert all(p < i for i, p in enumerate(small.parents.tolist()))
 
 
 def test_sampled_output_keeps_the_target_distribution_through_a_tree():
@@ -181,7 +190,7 @@ def test_sampled_output_keeps_the_target_distribution_through_a_tree():
     accepted = 0
     for _ in range(1500):
         res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3, temperature=1.0,
-                                   generator=g, drafter=FeatureHeadDrafter(head, tree_width=3))
+                                   generator=g, drafter=FeatureHeadDrafter(head, tree_width=3, tree_nodes=7))
         counts[res.tokens[1]] += 1
         accepted += res.stats.accepted
     assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
@@ -195,3 +204,5 @@ def test_tree_drafting_refuses_compiling_in_one_line(pair, prompt):
         drafter.start(prompt, SamplingParams(), 256, None, compiler=object())
     with pytest.raises(ValueError, match="tree_width"):
         FeatureHeadDrafter(_head(target), tree_width=0)
+    with pytest.raises(ValueError, match="tree_nodes"):
+        FeatureHeadDrafter(_head(target), tree_width=2, tree_nodes=0)

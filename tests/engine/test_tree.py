@@ -4,7 +4,16 @@ and one tiny target scoring a tree's nodes exactly as it scores each root-to-nod
 import pytest
 import torch
 
-from specdec.engine.tree import ancestors, contiguous_prefix, greedy_tree_accept, sampled_tree_accept, tree_depths, tree_inputs
+from specdec.engine.tree import (
+    ancestors,
+    contiguous_prefix,
+    greedy_tree_accept,
+    rerank,
+    sampled_tree_accept,
+    tree_depths,
+    tree_inputs,
+    tree_size,
+)
 from specdec.testing import CHI2_CRITICAL_P001, chi_square
 
 # root ─┬─ 0 (a) ─┬─ 2 (c) ── 5 (f)
@@ -78,6 +87,41 @@ def test_sampled_tree_accept_keeps_a_certain_child_and_never_emits_a_rejected_on
     for _ in range(50):
         path, nxt = sampled_tree_accept(tokens, parents, p)
         assert path == [] and nxt in (0, 4)
+
+
+def test_tree_size_counts_the_verified_nodes():
+    assert tree_size(4, 1) == 4 and tree_size(4, 3) == 12  # a chain; levels × width
+    assert tree_size(1, 8, 16) == 8 and tree_size(3, 8, 16) == 16 and tree_size(3, 4, 100) == 12  # capped
+    assert tree_size(0, 3, 16) == 0
+
+
+def _candidates():
+    # root children a (-0.1), b (-1.0); a's children c (-0.3), d (-2.0); b's child e (-1.2); c's child f (-0.35)
+    tokens = torch.tensor([10, 11, 12, 13, 14, 15])
+    parents = torch.tensor([-1, -1, 0, 0, 1, 2])
+    scores = torch.tensor([-0.1, -1.0, -0.3, -2.0, -1.2, -0.35])
+    return tokens, parents, scores
+
+
+@pytest.mark.parametrize("budget,kept", [(1, [10]), (3, [10, 12, 15]), (4, [10, 12, 15, 11]),
+                                         (5, [10, 12, 15, 11, 14]), (9, [10, 12, 15, 11, 14, 13])])
+def test_rerank_keeps_the_likeliest_candidates_parents_first_best_chain_in_front(budget, kept):
+    tokens, parents, scores = _candidates()
+    out, out_parents = rerank(tokens, parents, scores, budget)
+    assert out.tolist() == kept
+    par = out_parents.tolist()
+    assert all(p < i for i, p in enumerate(par))  # parents precede children: the kept set is a tree
+    old = {int(t): int(parents[i]) for i, t in enumerate(tokens)}  # each kept node keeps its parent
+    assert all((old[t] < 0 and p < 0) or (p >= 0 and int(tokens[old[t]]) == out[p]) for t, p in zip(out.tolist(), par))
+    assert par[:3] == [-1, 0, 1][:budget]  # the chain a -> c -> f at the front
+
+
+def test_rerank_breaks_ties_towards_the_ancestor():
+    tokens = torch.tensor([5, 6, 7])
+    parents = torch.tensor([-1, 0, 1])
+    scores = torch.tensor([-0.5, -0.5, -0.5])  # children certain under the head (log q 0): equal joint scores
+    out, par = rerank(tokens, parents, scores, 2)
+    assert out.tolist() == [5, 6] and par.tolist() == [-1, 0]
 
 
 def test_contiguous_prefix():
