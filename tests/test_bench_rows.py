@@ -1,15 +1,8 @@
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import torch
 
-_SPEC = importlib.util.spec_from_file_location(
-    "bench_rows", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rows.py")
-bench_rows = importlib.util.module_from_spec(_SPEC)
-sys.modules["bench_rows"] = bench_rows
-_SPEC.loader.exec_module(bench_rows)
+from benchmarks import bench_rows
 
 
 def test_forms_compute_the_same_product():

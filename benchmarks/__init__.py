@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as files); importable so their tests can reach their helpers."""
