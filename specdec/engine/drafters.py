@@ -193,7 +193,7 @@ class FeatureHeadDrafter(Drafter):
         width, base = self.tree_width, self.real  # the head's cache: base real entries, then the rows fed
         score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
-        frontier = torch.arange(width)  # candidates to expand next (indices into the concatenated lists)
+        frontier = torch.arange(width, device=hidden.device)  # candidates to expand next (indices into the concatenated lists)
         fed_parents: list[int] = []  # each fed row's parent among the fed rows (-1: the last committed token)
         row_of: dict[int, int] = {}  # candidate -> its row among the fed rows
         front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
@@ -204,7 +204,7 @@ class FeatureHeadDrafter(Drafter):
                 row_of[c] = len(fed_parents)
                 fed_parents.append(row_of.get(int(all_parents[c]), -1))
             # the head's cache holds every row fed so far; this level's rows are the last, each seeing its ancestors
-            mask, positions = tree_inputs(torch.tensor(fed_parents), base, 0, hidden.dtype)
+            mask, positions = tree_inputs(torch.tensor(fed_parents, device=hidden.device), base, 0, hidden.dtype)
             out = self.forward(front_hidden, torch.cat(tokens)[frontier].view(1, width),
                                attention_mask=mask[:, :, -width:], position_ids=positions[:, -width:])
             self.forwards += 1
