@@ -199,10 +199,9 @@ class FeatureHeadDrafter(Drafter):
         front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
         size = width
         for _ in range(1, depth):
-            all_parents = torch.cat(parents)
-            for c in frontier.tolist():
+            for c, p in zip(frontier.tolist(), torch.cat(parents)[frontier].tolist()):  # one transfer a level
                 row_of[c] = len(fed_parents)
-                fed_parents.append(row_of.get(int(all_parents[c]), -1))
+                fed_parents.append(row_of.get(p, -1))
             # the head's cache holds every row fed so far; this level's rows are the last, each seeing its ancestors
             mask, positions = tree_inputs(torch.tensor(fed_parents, device=hidden.device), base, 0, hidden.dtype)
             out = self.forward(front_hidden, torch.cat(tokens)[frontier].view(1, width),
