@@ -15,7 +15,10 @@ so α̂ and the probe wait carry over from one generation to the next, like the 
 A token tree drafted with ``width`` (:mod:`specdec.engine.tree`) is priced per level: N levels
 cost N draft steps and a verify over its :func:`~specdec.engine.tree.tree_size` nodes (N·width, or at
 most ``max_nodes``), α̂ is the chance a level is accepted, and N stops at ``n_max // width`` levels
-(``n_max`` when ``max_nodes`` caps the verify).
+(``n_max`` when ``max_nodes`` caps the verify). For a tree, α̂ only decides whether to draft at all:
+a drafting step asks for all its levels and the drafter grows the tree by the head's confidence
+(EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a tree's depth pays
+(``benchmarks/replay_tree.py``).
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -29,7 +32,7 @@ from transformers import PreTrainedModel
 
 from ..engine.forward import Compiler
 from ..engine.stats import GenerationStats
-from ..engine.tree import tree_size
+from ..engine.tree import TreePrice, tree_size
 from .calibration import CalibrationCache, Costs, default_calibration_cache
 from .theory import best_n, verify_cost_fn
 
@@ -76,6 +79,13 @@ class AutoPolicy:
         """v of a verify over N levels: the tree's nodes (a chain's v(N))."""
         return verify_cost_fn(self.costs.verify_cost)(tree_size(n, self.width, self.max_nodes))
 
+    def tree_price(self) -> TreePrice:
+        """A token tree's prices in target steps: a level costs c, a node the mean slope of v over
+        1 .. the nodes a tree may verify (a candidate is kept when its joint q pays for its row)."""
+        v, most = verify_cost_fn(self.costs.verify_cost), tree_size(self.n_max, self.width, self.max_nodes)
+        slope = (v(most) - v(1)) / (most - 1) if most > 1 else 0.0
+        return TreePrice(level=max(0.0, self.costs.c), node=max(0.0, slope))
+
     @property
     def alpha(self) -> float:
         """Current estimate of the per-token acceptance α."""
@@ -97,6 +107,7 @@ class AutoPolicy:
         self._seen = len(stats.drafted_per_step)
         alpha = self.alpha
         n, _ = best_n(alpha, self.costs.c, self.level_cost, self.n_max)
+        best = n
         if n > 0:
             self._probe_wait = 0
         elif self.probe_every > 0 and not self.hopeless:
@@ -109,6 +120,8 @@ class AutoPolicy:
                 n = 1
         if n > 0:
             self._plain_run = 0
+            if self.width > 1 and n == best:  # a tree: every level on offer, grown by tree_price
+                n = self.n_max
         self.trace.append(n)
         self.alpha_trace.append(alpha)
         return n

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
-from .tree import rerank, tree_inputs, tree_size
+from .tree import TreePrice, rerank, tree_inputs, tree_size
 
 
 @dataclass
@@ -44,9 +44,11 @@ class Drafter(ABC):
     tree_nodes: int | None = None  # a token tree's verified nodes at most (None: levels × tree_width)
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
-              generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0) -> None:
+              generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0,
+              tree_price: TreePrice | None = None) -> None:
         """Reset for a new prompt (1, L) of a generation reaching ``max_len`` tokens; a drafter with
-        a model runs it through ``compiler`` when given (static cache, compiled forward)."""
+        a model runs it through ``compiler`` when given (static cache, compiled forward). A drafter of
+        token trees grows them by confidence when given ``tree_price`` (auto N), for this generation."""
         self.params, self.vocab_size, self.generator = params, vocab_size, generator
         self.forwards = 0
 
@@ -85,7 +87,7 @@ class ModelDrafter(Drafter):
         self.min_confidence = min_confidence
         self.early_stops = 0
 
-    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
+    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0, tree_price=None) -> None:
         super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
         self.early_stops = 0
         self.forward = Forward.for_lm(self.model, compiler, max(max_len, prompt_ids.shape[1]))
@@ -129,7 +131,9 @@ class FeatureHeadDrafter(Drafter):
     ``tree_width`` > 1 drafts a token tree instead of a chain (eager only): N levels of EAGLE-2's
     expansion (the ``tree_width`` likeliest candidates of a level grow ``tree_width`` children each),
     then its re-ranking: the ``tree_nodes`` candidates of highest joint probability are verified
-    (None: N·``tree_width``).
+    (None: N·``tree_width``). Given a :class:`~.tree.TreePrice` (auto N), N is a ceiling: levels stop
+    once the deepest one's likeliest candidate is not worth a head step, and only candidates worth
+    their verify rows are kept.
     """
 
     wants_hidden_states = True
@@ -146,10 +150,12 @@ class FeatureHeadDrafter(Drafter):
     def makes_trees(self) -> bool:
         return self.tree_width > 1
 
-    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0) -> None:
+    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0, tree_price=None) -> None:
         if self.makes_trees and compiler is not None:
             raise ValueError("tree drafting runs eager only (its verify pass needs a tree attention mask)")
         super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
+        self.price = tree_price if self.makes_trees else None
+        self.candidates: tuple[torch.Tensor, ...] = ()  # the last tree's candidates: tokens, parents, joint log q
         self.forward = Forward(self.model, compiler, max(max_len, prompt_ids.shape[1]), fn=self.model.step)
         self.real = 0  # head cache entries fed with the target's features
         self.pending = []  # fused features of positions real.. not yet fed, (1, rows, H) each
@@ -189,7 +195,8 @@ class FeatureHeadDrafter(Drafter):
     def _tree(self, hidden: torch.Tensor, depth: int) -> Draft:
         """EAGLE-2's dynamic tree: ``depth`` levels, each expanding the ``tree_width`` candidates of
         highest joint q by their ``tree_width`` likeliest children (one head forward per level), then
-        the :func:`~.tree.tree_size` likeliest candidates of all kept (:func:`~.tree.rerank`)."""
+        the :func:`~.tree.tree_size` likeliest candidates of all kept (:func:`~.tree.rerank`); with a
+        price, fewer levels and nodes (:class:`~.tree.TreePrice`)."""
         width, base = self.tree_width, self.real  # the head's cache: base real entries, then the rows fed
         score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
@@ -197,8 +204,10 @@ class FeatureHeadDrafter(Drafter):
         fed_parents: list[int] = []  # each fed row's parent among the fed rows (-1: the last committed token)
         row_of: dict[int, int] = {}  # candidate -> its row among the fed rows
         front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
-        size = width
+        size, levels = width, 1
         for _ in range(1, depth):
+            if self.price is not None and not self.price.worth_expanding(torch.cat(scores)[frontier]):
+                break
             for c, p in zip(frontier.tolist(), torch.cat(parents)[frontier].tolist()):  # one transfer a level
                 row_of[c] = len(fed_parents)
                 fed_parents.append(row_of.get(p, -1))
@@ -214,8 +223,12 @@ class FeatureHeadDrafter(Drafter):
             scores.append(joint)
             best = joint.topk(width).indices
             frontier, front_hidden, size = size + best, out[:, best // width], size + width * width
-        budget = tree_size(depth, width, self.tree_nodes)
-        kept, kept_parents = rerank(torch.cat(tokens), torch.cat(parents), torch.cat(scores), budget)
+            levels += 1
+        budget, all_scores = tree_size(levels, width, self.tree_nodes), torch.cat(scores)
+        if self.price is not None:
+            budget = self.price.budget(all_scores, budget)
+        self.candidates = (torch.cat(tokens), torch.cat(parents), all_scores)  # for analysis (benchmarks/replay_tree.py)
+        kept, kept_parents = rerank(*self.candidates, budget)
         return Draft(kept, None, kept_parents)
 
 

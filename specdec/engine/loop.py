@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 from transformers import PreTrainedModel
 
-from ..auto.autotune import auto_policy
+from ..auto.autotune import AutoPolicy, auto_policy
 from .drafters import Draft, Drafter, ModelDrafter
 from .forward import Compiler, Forward, compiled_attention, resolve_compiler
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
@@ -164,6 +164,7 @@ def speculative_generate(
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
     policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width,
                         drafter.tree_nodes)
+    price = policy.tree_price() if isinstance(policy, AutoPolicy) and drafter.tree_width > 1 else None
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -179,7 +180,7 @@ def speculative_generate(
         out = forward(input_ids, logits_to_keep=1, output_hidden_states=features)
         seq[0, prompt_len] = _choose(out.logits[0, -1, :vocab], params, gen)
         pos, stats.target_forwards = prompt_len + 1, 1  # committed length; cache holds pos - 1
-        drafter.start(input_ids, params, vocab, gen, compiler, prompt_len + max_new_tokens)
+        drafter.start(input_ids, params, vocab, gen, compiler, prompt_len + max_new_tokens, price)
         drafter.commit(pos, out.hidden_states, 0)
         sync(device)
         t1 = time.perf_counter()

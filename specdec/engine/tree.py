@@ -13,6 +13,9 @@ distributed exactly as samples from p. Pure tensor functions; no models.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 from .sampling import sample
@@ -25,6 +28,32 @@ def tree_size(depth: int, width: int, max_nodes: int | None = None) -> int:
     return max(0, depth * width if max_nodes is None else min(depth * width, max_nodes))
 
 
+@dataclass(frozen=True)
+class TreePrice:
+    """A dynamic tree's costs in target steps (EAGLE-2 grown by confidence): one more head level
+    (``level``, c) and one more verified node (``node``, the slope of v). A candidate's joint q is
+    the head's estimate of the tokens it adds (the chance it is accepted), so a level is drafted when
+    the likeliest candidate of the deepest level is worth ``level`` and a node is verified when it is
+    worth ``node``."""
+
+    level: float
+    node: float
+
+    def __post_init__(self) -> None:
+        if not (self.level >= 0.0 and self.node >= 0.0):
+            raise ValueError(f"tree prices must be >= 0, got level {self.level}, node {self.node}")
+
+    def worth_expanding(self, frontier_scores: torch.Tensor) -> bool:
+        """Whether to draft one more level below candidates of these joint log q."""
+        return float(frontier_scores.max()) >= math.log(self.level) if self.level > 0 else True
+
+    def budget(self, scores: torch.Tensor, cap: int) -> int:
+        """How many candidates (joint log q ``scores``) to verify: those worth a node, at most ``cap``,
+        at least one."""
+        worth = int((scores >= math.log(self.node)).sum()) if self.node > 0 else scores.numel()
+        return max(1, min(cap, worth))
+
+
 def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, budget: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens, parents) of the ``budget`` candidates of highest joint log q (EAGLE-2's re-ranking),
@@ -34,10 +63,8 @@ def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, bu
     tokens, parents, scores: (P,) candidates (parents precede children). A child's joint log q never
     exceeds its parent's, and ties go to the shallower node, so the kept set holds every ancestor.
     """
-    depths = tree_depths(parents)
-    by_depth = torch.sort(depths, stable=True).indices
-    order = by_depth[torch.sort(scores[by_depth], descending=True, stable=True).indices][:budget].tolist()
-    par, dep = parents.tolist(), depths.tolist()
+    order = likeliest(parents, scores, budget)
+    par, dep = parents.tolist(), tree_depths(parents).tolist()
     children: dict[int, list[int]] = {}
     for i in order:  # each parent's kept children, likeliest first
         children.setdefault(par[i], []).append(i)
@@ -52,6 +79,13 @@ def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, bu
     new_parents = torch.tensor([-1 if par[i] < 0 else new_index[par[i]] for i in kept], dtype=torch.long,
                                device=tokens.device)
     return tokens[kept], new_parents
+
+
+def likeliest(parents: torch.Tensor, scores: torch.Tensor, budget: int) -> list[int]:
+    """Indices of the ``budget`` candidates of highest joint log q, likeliest first, ties to the shallower
+    (so the set holds every kept node's ancestors: a child's joint log q never exceeds its parent's)."""
+    by_depth = torch.sort(tree_depths(parents), stable=True).indices
+    return by_depth[torch.sort(scores[by_depth], descending=True, stable=True).indices][:budget].tolist()
 
 
 def tree_depths(parents: torch.Tensor) -> torch.Tensor:

@@ -129,11 +129,17 @@ def test_tree_policy_prices_a_level_at_the_verify_of_all_its_nodes(pair, prompt)
     chain, tree = AutoPolicy(costs, n_max=5), AutoPolicy(costs, n_max=5, width=3)
     stats = GenerationStats()
     for policy in (chain, tree):
-        policy.successes, policy.failures = 8.0, 2.0  # α̂ = (8 + 1.2) / 12
+        policy.successes, policy.failures = 1.0, 5.0  # α̂ = (1 + 1.2) / 8 = 0.275
     alpha = chain.alpha
-    assert tree(stats) == best_n(alpha, 0.1, lambda n: 1.0 + 0.3 * n, 5)[0]
-    assert chain(stats) == best_n(alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0]
-    assert tree.trace[-1] < chain.trace[-1]  # wider levels are dearer, so fewer of them
+    assert best_n(alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 1  # a chain's draft pays at this α̂ ...
+    assert best_n(alpha, 0.1, lambda n: 1.0 + 0.3 * n, 5)[0] == 0  # ... a tree's three-times-wider level does not
+    assert (chain(stats), tree(stats)) == (1, 0)
+    for policy in (chain, tree):
+        policy.successes, policy.failures = 8.0, 2.0  # α̂ = (8 + 1.2) / 12: both pay
+    assert chain(stats) == best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] < 5
+    assert tree(stats) == 5  # a tree is offered every level; the drafter grows it by tree_price
+    price = tree.tree_price()
+    assert price.level == pytest.approx(0.1) and price.node == pytest.approx(0.1)  # c; v's slope over 1..15 nodes
     target, draft = pair
     assert auto_policy(target, draft, prompt, costs=COSTS, width=3).n_max == 5  # 5 levels of 3 stay within 16 drafts
     cache = CalibrationCache()

@@ -6,7 +6,7 @@ import torch
 from specdec import autoregressive_generate, speculative_generate
 from specdec.engine.drafters import FeatureHeadDrafter
 from specdec.engine.sampling import SamplingParams
-from specdec.engine.tree import greedy_tree_accept, tree_depths, tree_inputs, tree_size
+from specdec.engine.tree import TreePrice, greedy_tree_accept, tree_depths, tree_inputs, tree_size
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
 from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
 
@@ -144,13 +144,14 @@ def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
     assert key.endswith(";tree=4;nodes=12") and policy.width == 4 and policy.n_max == 16  # capped: depth is free
     assert policy.level_cost(3) == policy.level_cost(4) != policy.level_cost(2)  # 4 nodes a level, 12 at most
     steps = res.stats.drafted_per_step
-    assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels chosen
+    assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels offered
+    assert set(policy.trace) <= {0, 1, 16} and min(steps) < 16  # all 16 offered; the price grew shallower trees
     default_calibration_cache.cache_clear()
 
 
-def _proposal(head, target, prompt, committed, n, **kw):
+def _proposal(head, target, prompt, committed, n, price=None, **kw):
     d = FeatureHeadDrafter(head, **kw)
-    d.start(prompt, SamplingParams(), 256, None)
+    d.start(prompt, SamplingParams(), 256, None, tree_price=price)
     d.commit(prompt.shape[1] + 1, target(prompt, output_hidden_states=True).hidden_states, 0)
     return d, d.propose(committed, n)
 
@@ -180,7 +181,35 @@ def test_tree_holds_the_heads_likeliest_continuations_with_the_best_chain_first(
         assert all(p < i for i, p in enumerate(small.parents.tolist()))
 
 
-def test_sampled_output_keeps_the_target_distribution_through_a_tree():
+def test_a_priced_tree_drafts_only_the_levels_and_nodes_its_confidence_pays_for(pair, prompt):
+    target, _ = pair
+    head = _head(target)
+    committed = torch.cat([prompt, torch.tensor([[9]])], 1)
+    with torch.inference_mode():
+        free, full = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 0.0), tree_width=3)
+        _, unpriced = _proposal(head, target, prompt, committed, 4, tree_width=3)
+        assert full.tokens.tolist() == unpriced.tokens.tolist() and free.forwards == 4  # free: EAGLE-2's fixed tree
+        shallow, one_level = _proposal(head, target, prompt, committed, 4, TreePrice(1.0, 0.0), tree_width=3)
+        assert shallow.forwards == 1 and tree_depths(one_level.parents).tolist() == [1, 1, 1]  # no level worth a head step
+        _, single = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 1.0), tree_width=3)
+        assert single.tokens.tolist() == full.tokens[:1].tolist()  # no node worth its row: the likeliest one alone
+        _, mid = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 0.02), tree_width=3)
+        assert _paths(mid) <= _paths(full) and 1 <= len(mid) <= len(full)  # the likeliest of the same candidates
+
+
+def _paths(draft) -> set[tuple[int, ...]]:
+    """Each node of a tree as the tokens from the root to it."""
+    paths: list[tuple[int, ...]] = []
+    for t, p in zip(draft.tokens.tolist(), draft.parents.tolist()):
+        paths.append((paths[p] if p >= 0 else ()) + (t,))
+    return set(paths)
+
+
+@pytest.mark.parametrize("priced", [False, True])
+def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced):
+    from specdec.auto.autotune import AutoPolicy
+    from specdec.auto.calibration import Costs
+
     target, _ = fixture_pair(SMALL)
     head = _head(target, seed=2, feature_layers=[1, 2, 3])
     prompt = torch.tensor([[4, 9, 12, 0]])
@@ -188,8 +217,11 @@ def test_sampled_output_keeps_the_target_distribution_through_a_tree():
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(16)
     accepted = 0
+    # priced: auto N's policy (fixed costs, no timing) offers 2 levels and the tree is grown by confidence
+    n = AutoPolicy(Costs(1.0, 0.1, 0.1, {0: 1.0, 1: 1.0, 7: 1.3}), n_max=2, width=3, max_nodes=7, prior_alpha=0.9,
+                   alpha_ceiling=0.9, probe_every=0) if priced else 2
     for _ in range(1500):
-        res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3, temperature=1.0,
+        res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=3, temperature=1.0,
                                    generator=g, drafter=FeatureHeadDrafter(head, tree_width=3, tree_nodes=7))
         counts[res.tokens[1]] += 1
         accepted += res.stats.accepted

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from specdec.engine.tree import (
+    TreePrice,
     ancestors,
     contiguous_prefix,
     greedy_tree_accept,
@@ -145,3 +146,18 @@ def test_a_tree_pass_scores_each_node_as_its_own_path_would(pair):
             seq = torch.cat([cached, prefix, TOKENS[path].view(1, -1)], 1)
             causal = target(seq).logits[0, -1]
             torch.testing.assert_close(tree_logits[prefix.shape[1] + node], causal, rtol=1e-4, atol=1e-4)
+
+
+def test_tree_price_expands_and_keeps_what_joint_q_pays_for():
+    import math
+
+    price = TreePrice(level=0.2, node=0.05)
+    assert price.worth_expanding(torch.tensor([math.log(0.1), math.log(0.25)]))
+    assert not price.worth_expanding(torch.tensor([math.log(0.19), math.log(0.05)]))
+    scores = torch.tensor([0.9, 0.3, 0.06, 0.05, 0.04, 0.01]).log()
+    assert price.budget(scores, cap=32) == 4  # q >= 0.05
+    assert price.budget(scores, cap=3) == 3
+    assert TreePrice(0.2, 0.95).budget(scores, cap=32) == 1  # always the likeliest node
+    assert TreePrice(0.0, 0.0).budget(scores, cap=5) == 5 and TreePrice(0.0, 0.0).worth_expanding(scores)
+    with pytest.raises(ValueError, match="tree prices"):
+        TreePrice(-0.1, 0.0)
