@@ -100,8 +100,8 @@ def _recorder(drafter, records: list[dict], tags: dict):
     def on_step(accepted: list[int], nxt: int | None) -> None:
         if drafter.candidates:
             tokens, parents, scores = (t.tolist() for t in drafter.candidates)
-            records.append({**tags, "tokens": tokens, "parents": parents, "scores": scores, "accepted": accepted,
-                            "next": nxt})
+            records.append({**tags, "tokens": tokens, "parents": parents, "scores": [round(x, 4) for x in scores],
+                            "accepted": accepted, "next": nxt})
             drafter.candidates = ()
 
     return on_step

@@ -144,8 +144,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("eagle-tree", "the feature head drafting a token tree (EAGLE-2: N levels, each expanding the "
            "--tree-width likeliest nodes, the --tree-nodes likeliest verified in one target pass); eager",
            _eagle_tree, draft="head", study_n="grid", modes="eager", tree=True),
-    Method("eagle-tree-auto", "the feature head's token tree with its depth N chosen each step from measured costs "
-           "(auto N); eager", _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
+    Method("eagle-tree-auto", "the feature head's token tree grown each step by the head's confidence, priced at "
+           "measured costs (a level must pay for its head step, a node for its verify row; auto N); eager",
+           _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
