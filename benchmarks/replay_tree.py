@@ -33,7 +33,7 @@ class Step:
     """One recorded tree step: candidates (parents precede children), the accepted path among them
     (candidate indices) and the candidate that the target's next token would have extended it with."""
 
-    parents: torch.Tensor
+    depths: torch.Tensor  # tree_depths of the candidates' parents
     scores: torch.Tensor
     path: list[int]
     extra: int | None
@@ -48,11 +48,7 @@ class Step:
             node = children[(node, t)]
             path.append(node)
         extra = children.get((node, r["next"])) if r["next"] is not None else None
-        return cls(torch.tensor(r["parents"]), torch.tensor(r["scores"]), path, extra)
-
-    @property
-    def depths(self) -> torch.Tensor:
-        return tree_depths(self.parents)
+        return cls(tree_depths(torch.tensor(r["parents"])), torch.tensor(r["scores"]), path, extra)
 
     def accepted(self, kept: set[int]) -> int:
         """Drafts greedy acceptance keeps when only ``kept`` (ancestor-closed) is verified."""
@@ -67,7 +63,7 @@ class Step:
 def fixed_tree(step: Step, depth: int, width: int, cap: int | None) -> tuple[set[int], int]:
     """(kept candidates, levels) of EAGLE-2's tree of ``depth`` levels: the likeliest tree_size nodes."""
     scores = step.scores.masked_fill(step.depths > depth, float("-inf"))
-    return set(likeliest(step.parents, scores, tree_size(depth, width, cap))), depth
+    return set(likeliest(step.depths, scores, tree_size(depth, width, cap))), depth
 
 
 def priced_tree(step: Step, price: TreePrice, depth: int, width: int, cap: int | None) -> tuple[set[int], int]:
@@ -78,7 +74,7 @@ def priced_tree(step: Step, price: TreePrice, depth: int, width: int, cap: int |
     eligible = step.scores[depths <= levels]
     budget = price.budget(eligible, tree_size(levels, width, cap))
     scores = step.scores.masked_fill(depths > levels, float("-inf"))
-    return set(likeliest(step.parents, scores, budget)), levels
+    return set(likeliest(depths, scores, budget)), levels
 
 
 def replay(steps: list[Step], policy, c: float, v) -> dict:

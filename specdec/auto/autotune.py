@@ -107,7 +107,7 @@ class AutoPolicy:
         self._seen = len(stats.drafted_per_step)
         alpha = self.alpha
         n, _ = best_n(alpha, self.costs.c, self.level_cost, self.n_max)
-        best = n
+        pays = n > 0  # drafting pays at α̂ (else a plain step, or a one-level probe)
         if n > 0:
             self._probe_wait = 0
         elif self.probe_every > 0 and not self.hopeless:
@@ -120,7 +120,7 @@ class AutoPolicy:
                 n = 1
         if n > 0:
             self._plain_run = 0
-            if self.width > 1 and n == best:  # a tree: every level on offer, grown by tree_price
+            if self.width > 1 and pays:  # a tree: every level on offer, grown by tree_price
                 n = self.n_max
         self.trace.append(n)
         self.alpha_trace.append(alpha)

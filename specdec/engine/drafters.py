@@ -201,27 +201,29 @@ class FeatureHeadDrafter(Drafter):
         score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
         frontier = torch.arange(width, device=hidden.device)  # candidates to expand next (indices into the concatenated lists)
+        front_tok, front_parent, front_score = tok, parents[0], score  # the frontier's tokens, parents, joint log q
         fed_parents: list[int] = []  # each fed row's parent among the fed rows (-1: the last committed token)
         row_of: dict[int, int] = {}  # candidate -> its row among the fed rows
         front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
         size, levels = width, 1
         for _ in range(1, depth):
-            if self.price is not None and not self.price.worth_expanding(torch.cat(scores)[frontier]):
+            if self.price is not None and not self.price.worth_expanding(front_score):
                 break
-            for c, p in zip(frontier.tolist(), torch.cat(parents)[frontier].tolist()):  # one transfer a level
+            for c, p in zip(frontier.tolist(), front_parent.tolist()):  # one transfer a level
                 row_of[c] = len(fed_parents)
                 fed_parents.append(row_of.get(p, -1))
             # the head's cache holds every row fed so far; this level's rows are the last, each seeing its ancestors
             mask, positions = tree_inputs(torch.tensor(fed_parents, device=hidden.device), base, 0, hidden.dtype)
-            out = self.forward(front_hidden, torch.cat(tokens)[frontier].view(1, width),
+            out = self.forward(front_hidden, front_tok.view(1, width),
                                attention_mask=mask[:, :, -width:], position_ids=positions[:, -width:])
             self.forwards += 1
             logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width): per frontier node
-            joint = (torch.cat(scores)[frontier][:, None] + logq).flatten()
+            joint = (front_score[:, None] + logq).flatten()
             tokens.append(ids.flatten())
             parents.append(frontier.repeat_interleave(width))
             scores.append(joint)
-            best = joint.topk(width).indices
+            front_score, best = joint.topk(width)
+            front_tok, front_parent = tokens[-1][best], parents[-1][best]
             frontier, front_hidden, size = size + best, out[:, best // width], size + width * width
             levels += 1
         budget, all_scores = tree_size(levels, width, self.tree_nodes), torch.cat(scores)

@@ -63,8 +63,9 @@ def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, bu
     tokens, parents, scores: (P,) candidates (parents precede children). A child's joint log q never
     exceeds its parent's, and ties go to the shallower node, so the kept set holds every ancestor.
     """
-    order = likeliest(parents, scores, budget)
-    par, dep = parents.tolist(), tree_depths(parents).tolist()
+    depths = tree_depths(parents)
+    order = likeliest(depths, scores, budget)
+    par, dep = parents.tolist(), depths.tolist()
     children: dict[int, list[int]] = {}
     for i in order:  # each parent's kept children, likeliest first
         children.setdefault(par[i], []).append(i)
@@ -81,10 +82,11 @@ def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, bu
     return tokens[kept], new_parents
 
 
-def likeliest(parents: torch.Tensor, scores: torch.Tensor, budget: int) -> list[int]:
+def likeliest(depths: torch.Tensor, scores: torch.Tensor, budget: int) -> list[int]:
     """Indices of the ``budget`` candidates of highest joint log q, likeliest first, ties to the shallower
-    (so the set holds every kept node's ancestors: a child's joint log q never exceeds its parent's)."""
-    by_depth = torch.sort(tree_depths(parents), stable=True).indices
+    (``depths``: :func:`tree_depths`; so the set holds every kept node's ancestors, a child's joint log q
+    never exceeding its parent's)."""
+    by_depth = torch.sort(depths, stable=True).indices
     return by_depth[torch.sort(scores[by_depth], descending=True, stable=True).indices][:budget].tolist()
 
 
