@@ -69,10 +69,11 @@ def fixed_tree(step: Step, depth: int, width: int, cap: int | None) -> tuple[set
 def priced_tree(step: Step, price: TreePrice, depth: int, width: int, cap: int | None) -> tuple[set[int], int]:
     """(kept candidates, levels) of the tree the drafter grows at ``price`` (FeatureHeadDrafter._tree)."""
     depths, levels = step.depths, 1
-    while levels < depth and bool((depths == levels).any()) and price.worth_expanding(step.scores[depths == levels]):
+    while (levels < depth and bool((depths == levels).any())
+           and price.worth_expanding(step.scores[depths == levels], step.scores[depths <= levels],
+                                     tree_size(levels, width, cap), levels)):
         levels += 1
-    eligible = step.scores[depths <= levels]
-    budget = price.budget(eligible, tree_size(levels, width, cap))
+    budget = price.budget(step.scores[depths <= levels], tree_size(levels, width, cap), levels)
     scores = step.scores.masked_fill(depths > levels, float("-inf"))
     return set(likeliest(depths, scores, budget)), levels
 
@@ -152,8 +153,8 @@ def _replay(args) -> int:
         steps = [Step.from_record(r) for r in data["steps"] if r["set"] == set_name]
         policies = {f"fixed depth {d}": (lambda s, d=d: fixed_tree(s, d, width, cap)) for d in range(1, depth + 1)}
         for r in args.ratios:
-            price = TreePrice(base.level * r, base.node * r)
-            policies[f"priced x{r:g} (level {price.level:.3f}, node {price.node:.4f})"] = (
+            price = TreePrice(base.level * r, tuple(1.0 + r * (x - 1.0) for x in base.verify))
+            policies[f"priced x{r:g} (level {price.level:.3f}, v(8) {price.cost(8):.3f})"] = (
                 lambda s, price=price: priced_tree(s, price, depth, width, cap))
         for name, policy in policies.items():
             res = replay(steps, policy, costs.c, v)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("replay", help="price fixed depths and confidence-priced trees on recorded steps")
     rep.add_argument("--steps", required=True, help="JSON from record")
     rep.add_argument("--ratios", type=lambda t: [float(x) for x in t.split(",")], default=[0.5, 1.0, 1.5, 2.0, 3.0],
-                     help="multiples of the calibrated prices (1: a node pays for its row, a level for its head step)")
+                     help="multiples of the calibrated costs the tree is priced at: c and v(n) - 1 (1: as measured)")
     rep.add_argument("--out", default=None)
     args = p.parse_args(argv)
     try:

@@ -29,10 +29,13 @@ def test_fixed_and_priced_trees_select_like_the_drafter():
     step = _step([10, 12, 14], 99)
     assert replay_tree.fixed_tree(step, 1, 2, None) == ({0, 1}, 1)
     assert replay_tree.fixed_tree(step, 2, 2, 3) == ({0, 1, 2}, 2)  # the likeliest 3 with depth <= 2, ties shallower
-    # a level is drafted while the deepest level's best candidate has q >= .5; nodes kept when q >= .25
-    assert replay_tree.priced_tree(step, TreePrice(0.5, 0.25), 3, 2, None) == ({0, 1, 2}, 2)  # c (.3) stops it
-    assert replay_tree.priced_tree(step, TreePrice(0.25, 0.25), 3, 2, None) == ({0, 1, 2, 4}, 3)
-    assert replay_tree.priced_tree(step, TreePrice(0.9, 0.9), 3, 2, None) == ({0}, 1)
+    # c per level, v(n) = 1 + .05 n up to 4 nodes: the budget maximising (1 + Σq) / (levels·c + v(n)), and a level
+    # drafted while the deepest level's best q >= that rate × (c + one more row)
+    v = (1.0, 1.05, 1.1, 1.15, 1.2)
+    assert replay_tree.priced_tree(step, TreePrice(0.1, v), 3, 2, None) == ({0, 1, 2, 3, 4}, 3)
+    assert replay_tree.priced_tree(step, TreePrice(0.25, v), 3, 2, None) == ({0, 1, 2, 3}, 2)  # .3 < 1.41 × .25
+    assert replay_tree.priced_tree(step, TreePrice(0.5, v), 3, 2, None) == ({0, 1}, 1)  # .6 < 1.19 × .55
+    assert replay_tree.priced_tree(step, TreePrice(0.1, (1.0, 1.05, 5.0)), 3, 2, None) == ({0}, 1)  # rows too dear
 
 
 def test_replay_prices_steps_with_the_cost_model():

@@ -13,12 +13,12 @@ model is then never run.
 Policies made through a :class:`~specdec.auto.calibration.CalibrationCache` are kept there per pair,
 so α̂ and the probe wait carry over from one generation to the next, like the costs.
 A token tree drafted with ``width`` (:mod:`specdec.engine.tree`) is priced per level: N levels
-cost N draft steps and a verify over its :func:`~specdec.engine.tree.tree_size` nodes (N·width, or at
-most ``max_nodes``), α̂ is the chance a level is accepted, and N stops at ``n_max // width`` levels
-(``n_max`` when ``max_nodes`` caps the verify). For a tree, α̂ only decides whether to draft at all:
-a drafting step asks for all its levels and the drafter grows the tree by the head's confidence
-(EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a tree's depth pays
-(``benchmarks/replay_tree.py``).
+cost N draft steps and a verify of at least N nodes (the tree keeps only the nodes that pay, at most
+its :func:`~specdec.engine.tree.tree_size`), α̂ is the chance a level is accepted, and N stops at
+``n_max // width`` levels (``n_max`` when ``max_nodes`` caps the verify). For a tree, α̂ only decides
+whether to draft at all: a drafting step asks for all its levels and the drafter grows the tree by the
+head's confidence (EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a
+tree's depth pays (``benchmarks/replay_tree.py``).
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -76,15 +76,15 @@ class AutoPolicy:
         return best_n(self.alpha_ceiling, self.costs.c, self.level_cost, self.n_max)[0] == 0
 
     def level_cost(self, n: int) -> float:
-        """v of a verify over N levels: the tree's nodes (a chain's v(N))."""
-        return verify_cost_fn(self.costs.verify_cost)(tree_size(n, self.width, self.max_nodes))
+        """v of a verify over N levels, priced as a chain's v(N): a tree grown by :meth:`tree_price`
+        verifies the nodes that pay, as few as one a level, so its α̂ (per level) gates drafting as a
+        chain's does."""
+        return verify_cost_fn(self.costs.verify_cost)(n)
 
     def tree_price(self) -> TreePrice:
-        """A token tree's prices in target steps: a level costs c, a node the mean slope of v over
-        1 .. the nodes a tree may verify (a candidate is kept when its joint q pays for its row)."""
+        """A token tree's prices in target steps: c a level, v(0 .. the nodes a tree may verify)."""
         v, most = verify_cost_fn(self.costs.verify_cost), tree_size(self.n_max, self.width, self.max_nodes)
-        slope = (v(most) - v(1)) / (most - 1) if most > 1 else 0.0
-        return TreePrice(level=max(0.0, self.costs.c), node=max(0.0, slope))
+        return TreePrice(level=max(0.0, self.costs.c), verify=tuple(v(n) for n in range(max(most, 1) + 1)))
 
     @property
     def alpha(self) -> float:

@@ -132,8 +132,8 @@ class FeatureHeadDrafter(Drafter):
     expansion (the ``tree_width`` likeliest candidates of a level grow ``tree_width`` children each),
     then its re-ranking: the ``tree_nodes`` candidates of highest joint probability are verified
     (None: N·``tree_width``). Given a :class:`~.tree.TreePrice` (auto N), N is a ceiling: levels stop
-    once the deepest one's likeliest candidate is not worth a head step, and only candidates worth
-    their verify rows are kept.
+    once the deepest one's likeliest candidate cannot pay for a head step and a verify row at the tree's
+    expected tokens per cost, and the candidates kept are the likeliest ones that maximise it.
     """
 
     wants_hidden_states = True
@@ -207,7 +207,8 @@ class FeatureHeadDrafter(Drafter):
         front_hidden = hidden.expand(1, width, -1)  # each frontier node's input feature: its parent's output
         size, levels = width, 1
         for _ in range(1, depth):
-            if self.price is not None and not self.price.worth_expanding(front_score):
+            if self.price is not None and not self.price.worth_expanding(
+                    front_score, torch.cat(scores), tree_size(levels, width, self.tree_nodes), levels):
                 break
             for c, p in zip(frontier.tolist(), front_parent.tolist()):  # one transfer a level
                 row_of[c] = len(fed_parents)
@@ -228,7 +229,7 @@ class FeatureHeadDrafter(Drafter):
             levels += 1
         budget, all_scores = tree_size(levels, width, self.tree_nodes), torch.cat(scores)
         if self.price is not None:
-            budget = self.price.budget(all_scores, budget)
+            budget = self.price.budget(all_scores, budget, levels)
         self.candidates = (torch.cat(tokens), torch.cat(parents), all_scores)  # for analysis (benchmarks/replay_tree.py)
         kept, kept_parents = rerank(*self.candidates, budget)
         return Draft(kept, None, kept_parents)

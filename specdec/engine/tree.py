@@ -30,28 +30,44 @@ def tree_size(depth: int, width: int, max_nodes: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class TreePrice:
-    """A dynamic tree's costs in target steps (EAGLE-2 grown by confidence): one more head level
-    (``level``, c) and one more verified node (``node``, the slope of v). A candidate's joint q is
-    the head's estimate of the tokens it adds (the chance it is accepted), so a level is drafted when
-    the likeliest candidate of the deepest level is worth ``level`` and a node is verified when it is
-    worth ``node``."""
+    """A dynamic tree priced at the measured costs (EAGLE-2 grown by confidence): a head level costs
+    ``level`` (c) and a verify of n nodes ``verify[n]`` (v(n) in target steps, held beyond the table).
+    A candidate's joint q is the head's estimate of the chance it is accepted, so nodes of joint q
+    q_1 ≥ q_2 ≥ … yield 1 + Σ q tokens a step: the budget keeps the n likeliest that maximise tokens
+    per cost, and a level is drafted while its best candidate could earn its head step and verify row
+    at that rate."""
 
     level: float
-    node: float
+    verify: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if not (self.level >= 0.0 and self.node >= 0.0):
-            raise ValueError(f"tree prices must be >= 0, got level {self.level}, node {self.node}")
+        if not (self.level >= 0.0 and len(self.verify) >= 2 and all(x > 0.0 for x in self.verify)):
+            raise ValueError(f"tree prices need level >= 0 and v(0), v(1), ... > 0, got level {self.level}, "
+                             f"v {self.verify[:4]}")
 
-    def worth_expanding(self, frontier_scores: torch.Tensor) -> bool:
-        """Whether to draft one more level below candidates of these joint log q."""
-        return float(frontier_scores.max()) >= math.log(self.level) if self.level > 0 else True
+    def cost(self, nodes: int) -> float:
+        """v of a verify over ``nodes`` nodes."""
+        return self.verify[min(nodes, len(self.verify) - 1)]
 
-    def budget(self, scores: torch.Tensor, cap: int) -> int:
-        """How many candidates (joint log q ``scores``) to verify: those worth a node, at most ``cap``,
-        at least one."""
-        worth = int((scores >= math.log(self.node)).sum()) if self.node > 0 else scores.numel()
-        return max(1, min(cap, worth))
+    def rate(self, scores: torch.Tensor, cap: int, levels: int) -> tuple[int, float]:
+        """(n, expected tokens per target step) of the best budget of a tree of ``levels`` levels: the
+        n ≤ ``cap`` likeliest candidates (joint log q ``scores``) maximising (1 + Σ q) / (levels·c + v(n))."""
+        q = scores.topk(max(1, min(cap, scores.numel()))).values.double().exp()
+        costs = torch.tensor([levels * self.level + self.cost(n) for n in range(1, q.numel() + 1)],
+                             dtype=q.dtype, device=q.device)
+        per_cost = (1.0 + q.cumsum(0)) / costs
+        best = int(per_cost.argmax())
+        return best + 1, float(per_cost[best])
+
+    def budget(self, scores: torch.Tensor, cap: int, levels: int) -> int:
+        """How many of the candidates (joint log q ``scores``) to verify: :meth:`rate`'s n."""
+        return self.rate(scores, cap, levels)[0]
+
+    def worth_expanding(self, frontier_scores: torch.Tensor, scores: torch.Tensor, cap: int, levels: int) -> bool:
+        """Whether to draft one more level below the frontier: its likeliest child (joint q at most the
+        frontier's best) must earn, at the current tree's rate, a head step and one more verify row."""
+        n, per_cost = self.rate(scores, cap, levels)
+        return math.exp(float(frontier_scores.max())) >= per_cost * (self.level + self.cost(n + 1) - self.cost(n))
 
 
 def rerank(tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor, budget: int

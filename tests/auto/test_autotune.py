@@ -121,25 +121,24 @@ def test_padded_costs_price_each_n_at_the_block_it_pads_to():
     assert (padded.c, padded.target_step_s) == (costs.c, costs.target_step_s)
 
 
-def test_tree_policy_prices_a_level_at_the_verify_of_all_its_nodes(pair, prompt):
+def test_tree_policy_gates_drafting_as_a_chain_and_then_offers_every_level(pair, prompt):
     from specdec.auto.theory import best_n
 
-    # c = 0.1, v(N) = 1 + 0.1 N: a level of 3 nodes costs a verify three times as wide as a chain's step.
+    # c = 0.1, v(N) = 1 + 0.1 N. A priced tree verifies only the nodes that pay (one a level at the least),
+    # so α̂ gates it as a chain's.
     costs = Costs(0.01, 0.001, 0.1, {n: 1.0 + 0.1 * n for n in range(17)})
     chain, tree = AutoPolicy(costs, n_max=5), AutoPolicy(costs, n_max=5, width=3)
     stats = GenerationStats()
     for policy in (chain, tree):
-        policy.successes, policy.failures = 1.0, 5.0  # α̂ = (1 + 1.2) / 8 = 0.275
-    alpha = chain.alpha
-    assert best_n(alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 1  # a chain's draft pays at this α̂ ...
-    assert best_n(alpha, 0.1, lambda n: 1.0 + 0.3 * n, 5)[0] == 0  # ... a tree's three-times-wider level does not
-    assert (chain(stats), tree(stats)) == (1, 0)
+        policy.successes, policy.failures = 0.0, 8.0  # α̂ = 1.2 / 10 = 0.12
+    assert best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 0 and (chain(stats), tree(stats)) == (0, 0)
     for policy in (chain, tree):
-        policy.successes, policy.failures = 8.0, 2.0  # α̂ = (8 + 1.2) / 12: both pay
-    assert chain(stats) == best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] < 5
-    assert tree(stats) == 5  # a tree is offered every level; the drafter grows it by tree_price
+        policy.successes, policy.failures = 1.0, 5.0  # α̂ = (1 + 1.2) / 8 = 0.275: one draft pays
+    assert best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 1
+    assert (chain(stats), tree(stats)) == (1, 5)  # a tree is offered every level; the drafter grows it by tree_price
     price = tree.tree_price()
-    assert price.level == pytest.approx(0.1) and price.node == pytest.approx(0.1)  # c; v's slope over 1..15 nodes
+    assert price.level == pytest.approx(0.1)
+    assert price.verify == pytest.approx(tuple(1.0 + 0.1 * n for n in range(16)))  # v(0 .. 5 levels of 3 nodes)
     target, draft = pair
     assert auto_policy(target, draft, prompt, costs=COSTS, width=3).n_max == 5  # 5 levels of 3 stay within 16 drafts
     cache = CalibrationCache()

@@ -142,7 +142,7 @@ def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
     assert res.tokens == ref
     (key, policy), = default_calibration_cache().policies.items()
     assert key.endswith(";tree=4;nodes=12") and policy.width == 4 and policy.n_max == 16  # capped: depth is free
-    assert policy.level_cost(3) == policy.level_cost(4) != policy.level_cost(2)  # 4 nodes a level, 12 at most
+    assert len(policy.tree_price().verify) == 13  # v(0 .. 12 nodes), the most a tree of 4 a level may verify
     steps = res.stats.drafted_per_step
     assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels offered
     assert set(policy.trace) <= {0, 1, 16} and min(steps) < 16  # all 16 offered; the price grew shallower trees
@@ -186,14 +186,15 @@ def test_a_priced_tree_drafts_only_the_levels_and_nodes_its_confidence_pays_for(
     head = _head(target)
     committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
-        free, full = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 0.0), tree_width=3)
+        free, full = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, (1.0, 1.0)), tree_width=3)
         _, unpriced = _proposal(head, target, prompt, committed, 4, tree_width=3)
         assert full.tokens.tolist() == unpriced.tokens.tolist() and free.forwards == 4  # free: EAGLE-2's fixed tree
-        shallow, one_level = _proposal(head, target, prompt, committed, 4, TreePrice(1.0, 0.0), tree_width=3)
+        shallow, one_level = _proposal(head, target, prompt, committed, 4, TreePrice(100.0, (1.0, 1.0)), tree_width=3)
         assert shallow.forwards == 1 and tree_depths(one_level.parents).tolist() == [1, 1, 1]  # no level worth a head step
-        _, single = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 1.0), tree_width=3)
-        assert single.tokens.tolist() == full.tokens[:1].tolist()  # no node worth its row: the likeliest one alone
-        _, mid = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, 0.02), tree_width=3)
+        _, single = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, (1.0, 1.0, 100.0)), tree_width=3)
+        assert single.tokens.tolist() == full.tokens[:1].tolist()  # no second node worth its row: the likeliest alone
+        mid_price = TreePrice(0.0, tuple(1.0 + 0.002 * n for n in range(13)))
+        _, mid = _proposal(head, target, prompt, committed, 4, mid_price, tree_width=3)
         assert _paths(mid) <= _paths(full) and 1 <= len(mid) <= len(full)  # the likeliest of the same candidates
 
 

@@ -148,16 +148,23 @@ def test_a_tree_pass_scores_each_node_as_its_own_path_would(pair):
             torch.testing.assert_close(tree_logits[prefix.shape[1] + node], causal, rtol=1e-4, atol=1e-4)
 
 
-def test_tree_price_expands_and_keeps_what_joint_q_pays_for():
+def test_tree_price_keeps_the_budget_of_most_tokens_per_cost_and_expands_when_a_level_can_earn_it():
     import math
 
-    price = TreePrice(level=0.2, node=0.05)
-    assert price.worth_expanding(torch.tensor([math.log(0.1), math.log(0.25)]))
-    assert not price.worth_expanding(torch.tensor([math.log(0.19), math.log(0.05)]))
-    scores = torch.tensor([0.9, 0.3, 0.06, 0.05, 0.04, 0.01]).log()
-    assert price.budget(scores, cap=32) == 4  # q >= 0.05
-    assert price.budget(scores, cap=3) == 3
-    assert TreePrice(0.2, 0.95).budget(scores, cap=32) == 1  # always the likeliest node
-    assert TreePrice(0.0, 0.0).budget(scores, cap=5) == 5 and TreePrice(0.0, 0.0).worth_expanding(scores)
-    with pytest.raises(ValueError, match="tree prices"):
-        TreePrice(-0.1, 0.0)
+    price = TreePrice(level=0.1, verify=(1.0, 1.05, 1.1, 1.15, 1.2))  # v held at 1.2 beyond 4 nodes
+    scores = torch.tensor([0.9, 0.3, 0.06, 0.05]).log()
+    # (1 + Σq) / (c + v(n)): n = 1: 1.9 / 1.15, n = 2: 2.2 / 1.2 (best), n = 3: 2.26 / 1.25, n = 4: 2.31 / 1.3
+    n, rate = price.rate(scores, cap=32, levels=1)
+    assert n == 2 and rate == pytest.approx(2.2 / 1.2) and price.budget(scores, cap=32, levels=1) == 2
+    assert price.budget(scores, cap=1, levels=1) == 1
+    assert price.rate(scores, cap=32, levels=3)[1] == pytest.approx(2.2 / 1.4)  # each level adds c
+    # another level pays when its best child could earn c + v(3) - v(2) = 0.15 at that rate: q >= 0.275
+    assert price.worth_expanding(torch.tensor([math.log(0.3)]), scores, 32, 1)
+    assert not price.worth_expanding(torch.tensor([math.log(0.25), math.log(0.1)]), scores, 32, 1)
+    steep = TreePrice(0.1, (1.0, 1.05, 5.0))
+    assert steep.budget(scores, 32, 1) == 1 and steep.cost(100) == 5.0  # no second node pays its row
+    free = TreePrice(0.0, (1.0, 1.0))
+    assert free.budget(scores, cap=3, levels=1) == 3 and free.worth_expanding(scores.min().view(1), scores, 3, 1)
+    for level, verify in ((-0.1, (1.0, 1.0)), (0.1, (1.0,)), (0.1, (1.0, 0.0))):
+        with pytest.raises(ValueError, match="tree prices"):
+            TreePrice(level, verify)
