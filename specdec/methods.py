@@ -145,7 +145,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "--tree-width likeliest nodes, the --tree-nodes likeliest verified in one target pass); eager",
            _eagle_tree, draft="head", study_n="grid", modes="eager", tree=True),
     Method("eagle-tree-auto", "the feature head's token tree grown each step by the head's confidence, priced at "
-           "measured costs (a level must pay for its head step, a node for its verify row; auto N); eager",
+           "measured costs (the likeliest nodes that maximise expected tokens per cost; auto N); eager",
            _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
