@@ -117,6 +117,8 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
                    help="which pool prompts the target answers: shk, doc, code (comma-separated)")
     h.add_argument("--self-minutes", type=float, default=d.self_minutes,
                    help="the target writes questions itself and answers them")
+    h.add_argument("--request-minutes", type=float, default=d.request_minutes,
+                   help="the target answers everyday requests built from templates (how-to, code, arithmetic, ...)")
     h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
     h.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
     h.add_argument("--feature-layers", default="",
@@ -154,7 +156,8 @@ def run_head(args: dict) -> None:
     if src.shakespeare_dir or src.docs_dir or src.code_dir:
         build_head_data(HeadDataConfig(
             target=args["target"], data_dir=args["data_dir"], sources=src, answer_minutes=args["answer_minutes"],
-            self_minutes=args["self_minutes"], batch_size=args["batch_size"], max_new_tokens=args["max_new_tokens"],
+            self_minutes=args["self_minutes"], request_minutes=args["request_minutes"], batch_size=args["batch_size"],
+            max_new_tokens=args["max_new_tokens"],
             dtype=args["dtype"], device=args["device"], seed=args["seed"],
             answer_kinds=tuple(k.strip() for k in args["answer_kinds"].split(",") if k.strip())))
     if args["train_minutes"] <= 0 and args["max_steps"] <= 0:
@@ -254,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         "head", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="a feature head (EAGLE) for the target: data, then training",
         description="Build token sequences (prompts over the given text, the target's answers, questions the "
-                    "target writes and answers itself), then train a feature head online against the target's "
+                    "target writes and answers itself, templated everyday requests it answers), then train a "
+                    "feature head online against the target's "
                     "hidden states; resumable, logs held-out agreement to OUT_DIR/training_log.csv."))
     add_compare_args(sub.add_parser(
         "compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,

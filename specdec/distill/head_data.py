@@ -1,5 +1,5 @@
-"""Token sequences a feature head learns from: chat-formatted text, the target's answers, and
-questions the target writes itself with its answers.
+"""Token sequences a feature head learns from: chat-formatted text, the target's answers, questions
+the target writes itself, and templated everyday requests, each with the target's answers.
 
 Only token ids are stored (safetensors shards): the target's hidden states and next-token
 distributions are computed while training, one teacher-forced forward per batch, so no feature is
@@ -9,7 +9,10 @@ ever written to disk. Three kinds, each a shard series that a later run continue
 * ``answer``: the target's greedy answers to those prompts (generated, batched, left-padded);
 * ``self``: the target writes a user question itself (its chat template's user turn, sampled,
   steered by a topic in the system turn) and answers it greedily: everyday requests outside the
-  study's domain, in the target's own words.
+  study's domain, in the target's own words;
+* ``request``: the target's greedy answers to everyday requests built from templates
+  (:mod:`.requests`: how-to, code, arithmetic, emails, summaries, translations, explanations);
+  a summary's paragraph is first written by the target (sampled).
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from tqdm import tqdm
 
 from ..files import atomic_path
 from ..models import load_model
+from .requests import PARAGRAPH_REQUEST, make_request
 from .sources import PROMPT_KINDS, ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
 
 log = logging.getLogger(__name__)
-KINDS = ("text", "answer", "self")
+KINDS = ("text", "answer", "self", "request")
 TOPICS = (
     "cooking", "travel", "personal finance", "Python programming", "JavaScript", "SQL databases", "arithmetic",
     "algebra", "geometry", "writing a work email", "writing a cover letter", "health and exercise", "gardening",
@@ -65,6 +69,7 @@ class HeadDataConfig:
     answer_minutes: float = 10.0  # the target answers prompts of the pool
     answer_kinds: tuple[str, ...] = PROMPT_KINDS  # which of the pool's prompts it answers
     self_minutes: float = 10.0  # the target writes questions and answers them
+    request_minutes: float = 0.0  # the target answers templated everyday requests
     batch_size: int = 32
     max_new_tokens: int = 160
     max_prompt_tokens: int = 384
@@ -85,8 +90,8 @@ def save_sequences(path: Path, seqs: list[Sequence]) -> None:
 
 
 def load_sequences(data_dir: str | Path, kind: str = "*") -> list[Sequence]:
-    """Every sequence of every shard in ``data_dir`` (``text_*``, ``answer_*``, ``self_*``; or of one
-    ``kind``), in file order."""
+    """Every sequence of every shard in ``data_dir`` (one series per kind of :data:`KINDS`, or only
+    ``kind``'s), in file order."""
     out: list[Sequence] = []
     for path in sorted(Path(data_dir).glob(f"{kind}_*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
@@ -206,8 +211,24 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
         base = 10_000_000 + index * cfg.batch_size  # keys apart from the pool's, for the held-out split
         return [Sequence(p + g, len(p), base + j, "self") for j, (p, g) in enumerate(zip(prompts, gens))]
 
+    def requests(index: int) -> list[Sequence]:
+        local = random.Random(cfg.seed * 1_000_003 + 500_000 + index)
+        reqs = [make_request(local) for _ in range(cfg.batch_size)]
+        summaries = [q for q in reqs if q.kind == "summary"]
+        if summaries:
+            torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + index)
+            asks = [chat_ids(tok, PARAGRAPH_REQUEST.format(topic=q.topic), cfg.max_prompt_tokens) for q in summaries]
+            for q, para in zip(summaries, generate(model, tok, asks, 160, sample=True)):
+                q.text = q.text.replace("{paragraph}", tok.decode(para, skip_special_tokens=True).strip())
+        prompts = [chat_ids(tok, q.text, cfg.max_prompt_tokens) for q in reqs]
+        gens = generate(model, tok, prompts, cfg.max_new_tokens, sample=False)
+        base = 20_000_000 + index * cfg.batch_size  # keys apart from the pool's and the self-written ones
+        return [Sequence(p + g, len(p), base + j, "request") for j, (p, g) in enumerate(zip(prompts, gens))]
+
     if cfg.answer_minutes > 0:
         _timed_batches("answer", cfg.answer_minutes, first_answer, answers, data_dir)
     if cfg.self_minutes > 0:
         _timed_batches("self", cfg.self_minutes, _next_index(data_dir, "self"), self_questions, data_dir)
+    if cfg.request_minutes > 0:
+        _timed_batches("request", cfg.request_minutes, _next_index(data_dir, "request"), requests, data_dir)
     return data_dir

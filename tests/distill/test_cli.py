@@ -2,6 +2,7 @@ import runpy
 import sys
 
 import pytest
+from transformers import AutoTokenizer
 
 from specdec import cli as project_cli
 from specdec.distill import cli
@@ -75,3 +76,22 @@ def test_head_data_only_answers_the_chosen_kinds_and_trains_nothing(tmp_path, sa
     assert cli.main([*common, "--answer-kinds", "shk,poems"]) == 2
     err = capsys.readouterr().err.strip()
     assert "answer kinds must be among shk, doc, code" in err and "\n" not in err
+
+
+def test_head_data_answers_templated_requests_and_a_second_run_continues(tmp_path, saved_target, shakespeare_dir):
+    data = tmp_path / "data"
+    argv = ["head", "--target", str(saved_target), "--shakespeare-dir", str(shakespeare_dir), "--data-dir", str(data),
+            "--self-minutes", "0", "--answer-minutes", "0", "--request-minutes", "0.001", "--batch-size", "8",
+            "--max-new-tokens", "3", "--train-minutes", "0", "--threads", "1"]
+    assert cli.main(argv) == 0
+    first = sorted(p.name for p in data.glob("request_*"))
+    assert cli.main(argv) == 0  # a run makes at least one batch: the budget is checked from the second on
+    names = sorted(p.name for p in data.glob("request_*"))
+    assert first and names[:len(first)] == first and names == [f"request_{i:05d}.safetensors" for i in range(len(names))]
+    seqs = load_sequences(data, "request")
+    assert len(names) > len(first) and {s.kind for s in seqs} == {"request"}
+    assert [s.key for s in seqs] == list(range(20_000_000, 20_000_000 + 8 * len(names)))
+    tok = AutoTokenizer.from_pretrained(saved_target)
+    prompts = [tok.decode(s.ids[:s.answer_start]) for s in seqs if 0 < s.answer_start <= len(s.ids)]
+    assert len(prompts) == len(seqs) and not any("{paragraph}" in p for p in prompts)
+    assert any(("Summarize" in p or "main idea" in p or "bullet points" in p) for p in prompts)  # a paragraph was written

@@ -41,12 +41,13 @@ def test_sequence_shards_round_trip(tmp_path):
 
 
 def test_kept_head_data_loads_as_documented():
-    """distill_data/smollm2-head: answers and self-written questions only, each with its answer after its
-    prompt, ids in SmolLM2's vocabulary, keys unique per kind (so a later stage skips what is answered)."""
+    """distill_data/smollm2-head: pool answers, self-written questions and templated requests, each with
+    its answer after its prompt, ids in SmolLM2's vocabulary, keys unique per kind (so a later stage skips
+    what is answered)."""
     root = Path(__file__).resolve().parents[2] / "distill_data" / "smollm2-head"
     seqs = load_sequences(root)
-    kinds = {k: [s for s in seqs if s.kind == k] for k in ("answer", "self")}
-    assert len(seqs) == len(kinds["answer"]) + len(kinds["self"]) and all(kinds.values())
+    kinds = {k: [s for s in seqs if s.kind == k] for k in ("answer", "self", "request")}
+    assert len(seqs) == sum(map(len, kinds.values())) and kinds["answer"] and kinds["self"]
     assert all(0 < s.answer_start < len(s.ids) for s in seqs)
     assert max(max(s.ids) for s in seqs) < 49_152 and min(min(s.ids) for s in seqs) >= 0
     for group in kinds.values():
