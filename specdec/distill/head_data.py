@@ -3,7 +3,7 @@ the target writes itself, and templated everyday requests, each with the target'
 
 Only token ids are stored (safetensors shards): the target's hidden states and next-token
 distributions are computed while training, one teacher-forced forward per batch, so no feature is
-ever written to disk. Three kinds, each a shard series that a later run continues:
+ever written to disk. Four kinds, each a shard series that a later run continues:
 
 * ``text``: every prompt of the pool (:mod:`.sources`) as a user turn, no generation;
 * ``answer``: the target's greedy answers to those prompts (generated, batched, left-padded);
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..files import atomic_path
 from ..models import load_model
-from .requests import PARAGRAPH_REQUEST, make_request
+from .requests import PARAGRAPH_REQUEST, PARAGRAPH_TOKENS, make_request
 from .sources import PROMPT_KINDS, ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
 
@@ -218,7 +218,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
         if summaries:
             torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + index)
             asks = [chat_ids(tok, PARAGRAPH_REQUEST.format(topic=q.topic), cfg.max_prompt_tokens) for q in summaries]
-            for q, para in zip(summaries, generate(model, tok, asks, 160, sample=True)):
+            for q, para in zip(summaries, generate(model, tok, asks, PARAGRAPH_TOKENS, sample=True)):
                 q.text = q.text.replace("{paragraph}", tok.decode(para, skip_special_tokens=True).strip())
         prompts = [chat_ids(tok, q.text, cfg.max_prompt_tokens) for q in reqs]
         gens = generate(model, tok, prompts, cfg.max_new_tokens, sample=False)

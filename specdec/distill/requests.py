@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 REQUEST_KINDS = ("how-to", "code", "arithmetic", "email", "summary", "translation", "explanation")
 PARAGRAPH_REQUEST = "Write one paragraph of five or six sentences about {topic}. Write only the paragraph."
+PARAGRAPH_TOKENS = 160  # the longest paragraph the target may write for a summary request
 
 HOWTO_TASKS = (
     "fix a leaking kitchen tap", "start running if I have never exercised", "keep houseplants alive in winter",
