@@ -212,11 +212,12 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
         return [Sequence(p + g, len(p), base + j, "self") for j, (p, g) in enumerate(zip(prompts, gens))]
 
     def requests(index: int) -> list[Sequence]:
-        local = random.Random(cfg.seed * 1_000_003 + 500_000 + index)
+        seed = cfg.seed * 1_000_003 + 500_000 + index  # apart from the self-written shards' seeds
+        local = random.Random(seed)
         reqs = [make_request(local) for _ in range(cfg.batch_size)]
         summaries = [q for q in reqs if q.kind == "summary"]
         if summaries:
-            torch.manual_seed(cfg.seed * 1_000_003 + 500_000 + index)
+            torch.manual_seed(seed)
             asks = [chat_ids(tok, PARAGRAPH_REQUEST.format(topic=q.topic), cfg.max_prompt_tokens) for q in summaries]
             for q, para in zip(summaries, generate(model, tok, asks, PARAGRAPH_TOKENS, sample=True)):
                 q.text = q.text.replace("{paragraph}", tok.decode(para, skip_special_tokens=True).strip())
