@@ -146,6 +146,19 @@ def answer_queue(pool: list[ChatPrompt], done: list[Sequence], kinds: tuple[str,
     return [p for p in pool if p.kind in kinds and p.key not in answered]
 
 
+def shifted_key(pool: list[ChatPrompt], done: list[Sequence], render) -> int | None:
+    """The first answered key whose pool prompt (``render(prompt)``: its ids) is not the prompt stored
+    with the answer, or None. A pool rebuilt from other source versions shuffles to other keys, and
+    continuing it would answer prompts twice and blur the held-out split."""
+    by_key = {p.key: p for p in pool}
+    for s in done:
+        if s.kind == "answer":
+            p = by_key.get(s.key)
+            if p is None or render(p) != s.ids[:s.answer_start]:
+                return s.key
+    return None
+
+
 def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) -> int:
     """Run ``make(batch_index)`` (None: the pool is used up) batch after batch for ``minutes``, one shard
     per batch that yielded sequences; return the shards written."""
@@ -185,7 +198,13 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
             save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
         log.info("text: %d prompts as user turns", len(text))
 
-    todo = answer_queue(pool, load_sequences(data_dir, "answer"), cfg.answer_kinds)
+    answered = load_sequences(data_dir, "answer") if cfg.answer_minutes > 0 else []
+    shifted = shifted_key(pool, answered[:256], lambda p: chat_ids(tok, p.text, cfg.max_prompt_tokens))
+    if shifted is not None:
+        raise ValueError(f"{data_dir}: answer key {shifted} belongs to another prompt in this pool, so the sources"
+                         " differ from those its answers came from (distill_data/smollm2-head/README.md names"
+                         " them); use those versions, or --answer-minutes 0")
+    todo = answer_queue(pool, answered, cfg.answer_kinds)
     first_answer = _next_index(data_dir, "answer")
 
     def answers(index: int) -> list[Sequence] | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from specdec.distill.head_data import Sequence, answer_queue, load_sequences, save_sequences
+from specdec.distill.head_data import Sequence, answer_queue, load_sequences, save_sequences, shifted_key
 from specdec.distill.head_train import (
     HeadTrainConfig,
     choose_head_vocab,
@@ -60,6 +60,21 @@ def test_answer_queue_skips_answered_prompts_and_other_kinds():
     assert [p.key for p in answer_queue(pool, done, ("shk", "doc", "code"))] == [1, 2, 3, 4, 5, 7, 8]
     assert [p.key for p in answer_queue(pool, done, ("shk",))] == [3]  # 0 and 6 answered; a text row is not
     assert answer_queue(pool, [], ()) == []
+
+
+def test_shifted_key_finds_answers_whose_pool_prompt_changed():
+    """A pool rebuilt from other source versions puts other prompts under the answered keys."""
+    def render(p):
+        return [ord(c) for c in p.text]
+
+    pool = [ChatPrompt(t, "shk", i) for i, t in enumerate(["ab", "cd", "ef"])]
+    done = [Sequence([*render(pool[1]), 7, 8], 2, 1, "answer"), Sequence([1], -1, 0, "text")]
+    assert shifted_key(pool, done, render) is None
+    shuffled = [ChatPrompt(p.text, p.kind, 2 - p.key) for p in pool]
+    assert shifted_key(shuffled[::-1], done, render) is None  # "cd" keeps key 1
+    moved = [ChatPrompt(t, "shk", i) for i, t in enumerate(["cd", "ab", "ef"])]
+    assert shifted_key(moved, done, render) == 1
+    assert shifted_key(pool[:1], done, render) == 1  # the key is gone from the pool
 
 
 def test_pad_batch_marks_answers_and_padding():
