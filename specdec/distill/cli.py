@@ -196,8 +196,8 @@ def run_curve(args: dict) -> None:
 
     draft, head = Path(args["draft_dir"]), Path(args["head_dir"])
     logs = [draft / name for name in DRAFT_STAGE_LOGS if (draft / name).is_file()]
-    head_logs = ([Path(p) for p in args["head_log"]] if args["head_log"] else
-                 sorted(head.glob("training_log_stage*.csv")) + [head / "training_log.csv"])
+    stages = sorted(head.glob("training_log_stage*.csv"), key=lambda f: int(f.stem.rsplit("stage", 1)[1]))
+    head_logs = [Path(p) for p in args["head_log"]] if args["head_log"] else stages + [head / "training_log.csv"]
     missing = [str(p) for p in head_logs if not p.is_file()]
     if missing:
         raise ValueError(f"no training log at {', '.join(missing)}")
