@@ -192,18 +192,18 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
     pool: list[ChatPrompt] = build_prompts(cfg.sources, rng)
     loaded = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
     model, tok = loaded.model, loaded.tokenizer
-    if not _shards(data_dir, "text"):
-        text = [Sequence(chat_ids(tok, p.text, cfg.max_prompt_tokens), -1, p.key, "text") for p in pool]
-        for i in range(0, len(text), 4096):
-            save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
-        log.info("text: %d prompts as user turns", len(text))
-
     answered = load_sequences(data_dir, "answer") if cfg.answer_minutes > 0 else []
     shifted = shifted_key(pool, answered[:256], lambda p: chat_ids(tok, p.text, cfg.max_prompt_tokens))
     if shifted is not None:
         raise ValueError(f"{data_dir}: answer key {shifted} belongs to another prompt in this pool, so the sources"
                          " differ from those its answers came from (distill_data/smollm2-head/README.md names"
                          " them); use those versions, or --answer-minutes 0")
+    if not _shards(data_dir, "text"):
+        text = [Sequence(chat_ids(tok, p.text, cfg.max_prompt_tokens), -1, p.key, "text") for p in pool]
+        for i in range(0, len(text), 4096):
+            save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
+        log.info("text: %d prompts as user turns", len(text))
+
     todo = answer_queue(pool, answered, cfg.answer_kinds)
     first_answer = _next_index(data_dir, "answer")
 
