@@ -119,6 +119,8 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
                    help="the target writes questions itself and answers them")
     h.add_argument("--request-minutes", type=float, default=d.request_minutes,
                    help="the target answers everyday requests built from templates (how-to, code, arithmetic, ...)")
+    h.add_argument("--request-templates", type=int, default=d.request_templates, choices=[1, 2],
+                   help="template set: 2 adds other phrasings to set 1 (set 1 made request_00000-00106)")
     h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
     h.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
     h.add_argument("--feature-layers", default="",
@@ -157,7 +159,7 @@ def run_head(args: dict) -> None:
         build_head_data(HeadDataConfig(
             target=args["target"], data_dir=args["data_dir"], sources=src, answer_minutes=args["answer_minutes"],
             self_minutes=args["self_minutes"], request_minutes=args["request_minutes"], batch_size=args["batch_size"],
-            max_new_tokens=args["max_new_tokens"],
+            max_new_tokens=args["max_new_tokens"], request_templates=args["request_templates"],
             dtype=args["dtype"], device=args["device"], seed=args["seed"],
             answer_kinds=tuple(k.strip() for k in args["answer_kinds"].split(",") if k.strip())))
     if args["train_minutes"] <= 0 and args["max_steps"] <= 0:

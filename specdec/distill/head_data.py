@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..files import atomic_path
 from ..models import load_model
-from .requests import PARAGRAPH_REQUEST, PARAGRAPH_TOKENS, make_request
+from .requests import PARAGRAPH_REQUEST, PARAGRAPH_TOKENS, TEMPLATE_SETS, make_request
 from .sources import PROMPT_KINDS, ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
 
@@ -70,6 +70,7 @@ class HeadDataConfig:
     answer_kinds: tuple[str, ...] = PROMPT_KINDS  # which of the pool's prompts it answers
     self_minutes: float = 10.0  # the target writes questions and answers them
     request_minutes: float = 0.0  # the target answers templated everyday requests
+    request_templates: int = 2  # which template set (requests.TEMPLATE_SETS); 1 for request_00000-00106
     batch_size: int = 32
     max_new_tokens: int = 160
     max_prompt_tokens: int = 384
@@ -78,15 +79,16 @@ class HeadDataConfig:
     seed: int = 0
 
 
-def save_sequences(path: Path, seqs: list[Sequence]) -> None:
-    """One shard: flat ids, offsets, answer starts and keys; kinds in the metadata; written atomically."""
+def save_sequences(path: Path, seqs: list[Sequence], metadata: dict[str, str] | None = None) -> None:
+    """One shard: flat ids, offsets, answer starts and keys; kinds (and ``metadata``) in the metadata;
+    written atomically."""
     lengths = torch.tensor([0] + [len(s.ids) for s in seqs], dtype=torch.int64)
     tensors = {"ids": torch.tensor([t for s in seqs for t in s.ids], dtype=torch.int32),
                "offsets": lengths.cumsum(0),
                "answer_start": torch.tensor([s.answer_start for s in seqs], dtype=torch.int64),
                "key": torch.tensor([s.key for s in seqs], dtype=torch.int64)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"kinds": json.dumps([s.kind for s in seqs])})
+        save_file(tensors, str(tmp), metadata={"kinds": json.dumps([s.kind for s in seqs]), **(metadata or {})})
 
 
 def load_sequences(data_dir: str | Path, kind: str = "*") -> list[Sequence]:
@@ -159,9 +161,10 @@ def shifted_key(pool: list[ChatPrompt], done: list[Sequence], render) -> int | N
     return None
 
 
-def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) -> int:
+def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path,
+                   metadata: dict[str, str] | None = None) -> int:
     """Run ``make(batch_index)`` (None: the pool is used up) batch after batch for ``minutes``, one shard
-    per batch that yielded sequences; return the shards written."""
+    (with ``metadata``) per batch that yielded sequences; return the shards written."""
     t0, written, answer_tokens, index = time.monotonic(), 0, 0, first
     with tqdm(total=round(minutes * 60), unit="s", desc=kind, dynamic_ncols=True) as bar:
         while time.monotonic() - t0 < minutes * 60:
@@ -169,7 +172,7 @@ def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) 
             if seqs is None:
                 break
             if seqs:
-                save_sequences(data_dir / f"{kind}_{index:05d}.safetensors", seqs)
+                save_sequences(data_dir / f"{kind}_{index:05d}.safetensors", seqs, metadata)
                 written += 1
             index += 1
             answer_tokens += sum(len(s.ids) - s.answer_start for s in seqs if s.answer_start >= 0)
@@ -183,6 +186,8 @@ def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path) 
 def build_head_data(cfg: HeadDataConfig) -> Path:
     """Write (or extend) the sequence shards under ``cfg.data_dir``; return that directory."""
     cfg.sources.validate()
+    if cfg.request_templates not in TEMPLATE_SETS:
+        raise ValueError(f"--request-templates must be one of {TEMPLATE_SETS}; got {cfg.request_templates}")
     unknown = set(cfg.answer_kinds) - set(PROMPT_KINDS)
     if unknown:
         raise ValueError(f"answer kinds must be among {', '.join(PROMPT_KINDS)}; got {sorted(unknown)}")
@@ -233,7 +238,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
     def requests(index: int) -> list[Sequence]:
         seed = cfg.seed * 1_000_003 + 500_000 + index  # apart from the self-written shards' seeds
         local = random.Random(seed)
-        reqs = [make_request(local) for _ in range(cfg.batch_size)]
+        reqs = [make_request(local, cfg.request_templates) for _ in range(cfg.batch_size)]
         summaries = [q for q in reqs if q.kind == "summary"]
         if summaries:
             torch.manual_seed(seed)
@@ -250,5 +255,6 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
     if cfg.self_minutes > 0:
         _timed_batches("self", cfg.self_minutes, _next_index(data_dir, "self"), self_questions, data_dir)
     if cfg.request_minutes > 0:
-        _timed_batches("request", cfg.request_minutes, _next_index(data_dir, "request"), requests, data_dir)
+        _timed_batches("request", cfg.request_minutes, _next_index(data_dir, "request"), requests, data_dir,
+                       {"templates": str(cfg.request_templates)})
     return data_dir

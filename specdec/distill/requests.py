@@ -5,6 +5,11 @@ They give the head target answers outside the study's domain without reading the
 prompt set (``specdec/study/data/everyday.jsonl``): none of its requests or topics is reused here,
 so that set stays an out-of-domain test. Arithmetic draws fresh numbers each time; summaries get a
 paragraph the target first writes itself (:data:`PARAGRAPH_REQUEST`).
+
+Two template sets: set 1 (``request_00000``-``00106`` of the bundled head's data) asks each kind in
+one or two phrasings; set 2 keeps set 1's draws for half the requests and otherwise asks in the many
+other ways people phrase the same kinds (questions, plans, recipes, notes to a group, code to read).
+A shard's set is in its metadata, so the committed shards regenerate from their commands.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+TEMPLATE_SETS = (1, 2)
 REQUEST_KINDS = ("how-to", "code", "arithmetic", "email", "summary", "translation", "explanation")
 PARAGRAPH_REQUEST = "Write one paragraph of five or six sentences about {topic}. Write only the paragraph."
 PARAGRAPH_TOKENS = 160  # the longest paragraph the target may write for a summary request
@@ -102,6 +108,79 @@ CONCEPTS = (
 AUDIENCES = ("", " in simple terms.", " to a ten-year-old.", " in three sentences.", " with an everyday example.",
              " for a beginner.")
 
+# Set 2: other phrasings and contents (none taken from the study's everyday prompt set).
+HOWTO_ASKS = ("What is a good way to {t}?", "Can you give me some tips to {t}?", "I want to {t}. Where do I start?",
+              "Give me a simple plan to {t}.", "What do I need to {t}?", "How can I {t} quickly?",
+              "Give me a {w}-week plan to {t}.", "Is it hard to {t}? How would you go about it?")
+HOWTO_TASKS_2 = (
+    "learn to cook for myself", "get rid of fruit flies in the kitchen", "write a thank-you card",
+    "make my small flat feel bigger", "improve my handwriting", "keep my car clean inside",
+    "learn the basics of chess", "remember people's names", "start journaling", "make a podcast at home",
+    "train for my first 5 km run", "descale a kettle", "plan meals for a busy week", "sharpen a kitchen knife",
+    "make friends in a new city", "get better at public speaking", "wash a wool jumper", "iron a shirt",
+    "start a small vegetable garden", "learn to draw faces", "fall asleep faster", "write a short story",
+)
+DISHES = ("banana bread", "a tomato pasta sauce", "pancakes", "a chickpea curry", "a green salad with a lemon dressing",
+          "oat cookies", "egg fried rice", "guacamole", "a lentil stew", "a quick omelette", "roast potatoes",
+          "a fruit smoothie", "a mushroom risotto", "flatbread without yeast", "a simple tomato soup")
+RECIPE_ASKS = ("Give me an easy recipe for {d}.", "How do I make {d}? List the ingredients first.",
+               "What do I need to make {d} for four people?", "Give me a quick recipe for {d} that takes {m} minutes.")
+CODE_TASKS_2 = (
+    "tells whether a list is sorted", "returns the index of the smallest element", "counts the words in a file",
+    "turns a list of pairs into a dictionary", "removes the punctuation from a string", "returns the median of a list",
+    "tells whether a number is a perfect square", "returns the last n lines of a text",
+    "converts a string of digits to an integer without int()", "groups words by their first letter",
+    "tells whether the brackets in a string are balanced", "returns all even numbers below n",
+    "computes the distance between two points", "shuffles a list without using random.shuffle",
+)
+CODE_TOPICS = (("a dictionary comprehension", "Python"), ("a decorator", "Python"), ("a generator", "Python"),
+               ("an arrow function", "JavaScript"), ("a lambda", "Python"), ("a closure", "JavaScript"),
+               ("a for-each loop", "Java"), ("a struct", "C"), ("an f-string", "Python"), ("async and await", "JavaScript"),
+               ("a try/except block", "Python"), ("a primary key", "SQL"), ("a hash map", "computer science"),
+               ("big-O notation", "computer science"), ("a unit test", "software"))
+VAR_NAMES = ("total", "count", "result", "values", "items", "scores", "numbers", "words")
+EMAIL_GROUPS = ("my team", "the parents in my daughter's class", "our running club", "the other tenants",
+                "my classmates", "the volunteers", "our book club", "the new interns")
+EMAIL_NEWS = ("the office closes early on Friday", "the project deadline moves to the end of the month",
+              "Tuesday's training session is cancelled", "a new colleague joins us next week",
+              "the shared kitchen will be cleaned on Wednesday", "the summer party is on the 14th",
+              "the car park is closed for repairs on Monday", "we reached our fundraising goal")
+EMAIL_CALLS = ("reply by Thursday", "confirm that they can come", "send me their questions",
+               "update their calendars", "bring a dish to share", "sign up by the end of the week")
+THANKS_FOR = ("covered my shift at short notice", "lent me their notes before the exam",
+              "showed me around on my first day", "fixed my bike", "looked after my cat during the holidays",
+              "gave me useful feedback on my presentation", "organised my farewell lunch")
+THANKS_WHO = ("a colleague", "a neighbour", "my teacher", "a friend", "my mentor", "my coach")
+SUMMARY_ASKS_2 = ("What is this paragraph mostly about? Answer in one sentence.\n\n{paragraph}",
+                  "Shorten this text to about thirty words:\n\n{paragraph}",
+                  "Write a one-line summary of this text.\n\n{paragraph}",
+                  "List the key facts in this paragraph:\n\n{paragraph}",
+                  "Read this and tell me the main point:\n\n{paragraph}",
+                  "{paragraph}\n\nSummarize the text above for a busy reader.")
+PARAGRAPH_TOPICS_2 = ("wind turbines", "the history of chocolate", "penguins", "online shopping", "the Great Wall of China",
+                      "composting", "the first aeroplanes", "bicycle lanes in cities", "rainforests", "marathons",
+                      "tea ceremonies", "museum audio guides", "the invention of paper", "night trains", "glaciers")
+PLACES = ("the library", "the post office", "the bakery", "the swimming pool", "the bank", "the bus stop",
+          "the town hall", "the market", "the hospital", "the cinema")
+THINGS = ("this jacket", "a ticket to the city centre", "the room for one night", "a coffee and a croissant",
+          "the blue umbrella", "a return ticket")
+TRANSLATE_ASKS = ('Translate into {L}: "{s}"', 'Translate this sentence into {L}: "{s}"',
+                  'How do you say "{s}" in {L}?', 'What is "{s}" in {L}?',
+                  "Please translate the following into {L}:\n\n{s}", "Translate from English to {L}: {s}")
+NOUNS = ("a mortgage", "a carbon footprint", "an algorithm", "a recession", "a food chain", "a placebo",
+         "an ecosystem", "a cloud server", "a budget deficit", "a metaphor", "renewable energy", "a pension",
+         "an allergy", "a patent", "a firewall", "a gene")
+PHENOMENA = ("ice floats on water", "the sea is salty", "we get hiccups", "cats purr", "onions make us cry",
+             "the Moon has phases", "metal feels colder than wood", "we yawn", "bubbles are round",
+             "planes leave white trails in the sky", "popcorn pops")
+DEVICES = ("a microwave oven", "a thermostat", "GPS", "a touch screen", "a vaccine trial", "a dishwasher",
+           "a hybrid car", "noise-cancelling headphones", "a smoke detector", "a credit card payment")
+PAIRS = (("weather", "climate"), ("a crocodile", "an alligator"), ("a debit card", "a credit card"),
+         ("a lake", "a sea"), ("a hurricane", "a tornado"), ("an epidemic", "a pandemic"), ("speed", "velocity"),
+         ("mass", "weight"), ("a simile", "a metaphor"), ("a comet", "an asteroid"), ("baking soda", "baking powder"))
+EXPLAIN_TAILS = ("", " Keep it simple.", " Use an everyday example.", " Avoid jargon.", " Answer in a few sentences.",
+                 " Explain it to a child.")
+
 
 @dataclass
 class Request:
@@ -144,22 +223,121 @@ def _code(r: random.Random) -> str:
     return f"Write a SQL query that {r.choice(SQL_TASKS)}."
 
 
-def make_request(r: random.Random) -> Request:
-    """One request of a kind drawn uniformly from :data:`REQUEST_KINDS`."""
+def _arithmetic2(r: random.Random) -> str:
+    a, n, m, p = r.randint(12, 99), r.randint(2, 9), r.randint(3, 12), r.choice((4, 8, 12, 15, 20, 35))
+    name, other = r.sample(NAMES, 2)
+    forms = (
+        f"If I put {a} dollars aside every {r.choice(('week', 'month'))}, how long until I have {a * m * 7} dollars?",
+        f"A town had {a * 100} people and grew by {p}%. How many people live there now?",
+        f"A room is {m} m long and {n + 2} m wide. How many square metres of carpet do I need?",
+        f"A recipe for {n} people needs {a * 10} grams of flour. How much flour do I need for {m} people?",
+        f"A film starts at {r.randint(6, 10)}:{r.choice(('10', '25', '40', '55'))} pm and lasts {a + 60} minutes. "
+        "When does it end?",
+        f"What is the average of {', '.join(str(r.randint(3, 99)) for _ in range(n))}?",
+        f"Which is cheaper per item: {n} {r.choice(ITEMS)} for {a} dollars or {m} for {a * m // n + r.randint(-5, 5)}"
+        " dollars?",
+        f"Split {a * 20} dollars between {name} and {other} in the ratio {n}:{m}.",
+        f"How many miles is {a * 5} kilometres? Use 1 mile = 1.609 km.",
+        f"What is {n}/{m + n} of {(m + n) * a}? Show the steps.",
+        f"A shirt costs {a} dollars. It is {p}% off today. What is the new price?",
+    )
+    return r.choice(forms)
+
+
+def _snippet(r: random.Random) -> str:
+    v, n, k = r.choice(VAR_NAMES), r.randint(3, 12), r.randint(2, 5)
+    return r.choice((
+        f"{v} = 0\nfor i in range({n}):\n    if i % {k} == 0:\n        {v} += i\nprint({v})",
+        f"{v} = [x * {k} for x in range({n}) if x % 2 == 1]\nprint({v})",
+        f"def f(n):\n    return 1 if n <= 1 else n * f(n - 1)\n\nprint(f({min(n, 7)}))",
+        f"{v} = {{}}\nfor w in 'the cat and the hat'.split():\n    {v}[w] = {v}.get(w, 0) + 1\nprint({v})",
+        f"s = 'specdec'\nprint(s[::-1], s[:{k}], len(s) * {k})",
+    ))
+
+
+def _code2(r: random.Random) -> str:
+    pick = r.random()
+    if pick < 0.45:
+        tail = r.choice(("", " Explain how it works.", " Add tests.", " Comment each line."))
+        return f"Write a {r.choice(CODE_LANGS)} function that {r.choice(CODE_TASKS + CODE_TASKS_2)}.{tail}"
+    if pick < 0.7:
+        topic, lang = r.choice(CODE_TOPICS)
+        return r.choice((f"Explain what {topic} is in {lang} and show a short example.",
+                         f"When should I use {topic} in {lang}?", f"What is {topic} in {lang}? Keep it short."))
+    ask = r.choice(("What does this Python code print?", "Explain what this code does, line by line:",
+                    "Walk me through this Python snippet:"))
+    return f"{ask}\n\n{_snippet(r)}"
+
+
+def _email2(r: random.Random) -> str:
+    group, news, call = r.choice(EMAIL_GROUPS), r.choice(EMAIL_NEWS), r.choice(EMAIL_CALLS)
+    return r.choice((
+        f"Write a message to {group}: {news}. Ask them to {call}.",
+        f"Let {group} know by email that {news}, and ask them to {call}.",
+        f"Write a short note thanking {r.choice(THANKS_WHO)}, who {r.choice(THANKS_FOR)}.",
+        f"Write an email to {r.choice(EMAIL_RECIPIENTS)} {r.choice(EMAIL_PURPOSES)}. Keep it under 100 words.",
+        f"Help me reply to {r.choice(EMAIL_RECIPIENTS)}: I need to say that {news}.",
+    ))
+
+
+def _sentence2(r: random.Random) -> str:
+    place = r.choice(PLACES)
+    return r.choice((
+        f"{r.choice(SUBJECTS)} {r.choice(ACTIONS)} {r.choice(TIMES)}.",
+        r.choice((f"Where is {place}?", f"What time does {place} open?", f"How much is {r.choice(THINGS)}?",
+                  f"Is {place} far from here?", f"Can I pay by card at {place}?")),
+        f"{r.choice(SUBJECTS)} {r.choice(ACTIONS)}, but {place} is closed {r.choice(TIMES)}.",
+        f"If {r.choice(('it rains', 'the shop is closed', 'you are tired', 'the train is late'))}, "
+        f"{r.choice(('we will stay at home', 'I will call you', 'we can take a taxi', 'they will wait for us'))}.",
+    ))
+
+
+def _explain2(r: random.Random) -> str:
+    a, b = r.choice(PAIRS)
+    tail = r.choice(EXPLAIN_TAILS)
+    return r.choice((
+        f"What is {r.choice(NOUNS)}?{tail}", f"What is {r.choice(NOUNS)}, and why does it matter?{tail}",
+        f"Can you explain why {r.choice(PHENOMENA)}?{tail}", f"How does {r.choice(DEVICES)} work?{tail}",
+        f"What is the difference between {a} and {b}?{tail}", f"How are {a} and {b} different?{tail}",
+        f"Explain {r.choice(CONCEPTS)}{r.choice(AUDIENCES) or '.'}",
+    ))
+
+
+def _translation1(r: random.Random) -> str:
+    sentence = f"{r.choice(SUBJECTS)} {r.choice(ACTIONS)} {r.choice(TIMES)}."
+    return f"Translate into {r.choice(LANGUAGES)}: \"{sentence}\""
+
+
+def _howto2(r: random.Random) -> str:
+    if r.random() < 0.3:
+        return r.choice(RECIPE_ASKS).format(d=r.choice(DISHES), m=r.choice((15, 20, 40)))
+    return r.choice(HOWTO_ASKS).format(t=r.choice(HOWTO_TASKS + HOWTO_TASKS_2), w=r.choice((2, 3, 6)))
+
+
+# Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). Set 1's draws must not
+# change: the committed request_00000-00106 came from them.
+_TEMPLATES = {
+    1: {"how-to": lambda r: f"How do I {r.choice(HOWTO_TASKS)}?{r.choice(HOWTO_FORMATS)}",
+        "code": _code, "arithmetic": _arithmetic,
+        "email": lambda r: f"Write a {r.choice(EMAIL_TONES)} email to {r.choice(EMAIL_RECIPIENTS)} "
+                           f"{r.choice(EMAIL_PURPOSES)}.",
+        "summary": lambda r: (f"{r.choice(SUMMARY_ASKS)}\n\n{{paragraph}}", r.choice(PARAGRAPH_TOPICS)),
+        "translation": _translation1,
+        "explanation": lambda r: f"Explain {r.choice(CONCEPTS)}{r.choice(AUDIENCES) or '.'}"},
+    2: {"how-to": _howto2, "code": _code2, "arithmetic": _arithmetic2, "email": _email2,
+        "summary": lambda r: (r.choice(SUMMARY_ASKS_2), r.choice(PARAGRAPH_TOPICS + PARAGRAPH_TOPICS_2)),
+        "translation": lambda r: r.choice(TRANSLATE_ASKS).format(L=r.choice(LANGUAGES), s=_sentence2(r)),
+        "explanation": _explain2},
+}
+
+
+def make_request(r: random.Random, templates: int = 2) -> Request:
+    """One request of a kind drawn uniformly from :data:`REQUEST_KINDS`, from template set ``templates``
+    (set 2 draws set 1's templates for half its requests)."""
+    if templates not in TEMPLATE_SETS:
+        raise ValueError(f"request templates must be one of {TEMPLATE_SETS}; got {templates}")
     kind = r.choice(REQUEST_KINDS)
-    if kind == "how-to":
-        text = f"How do I {r.choice(HOWTO_TASKS)}?{r.choice(HOWTO_FORMATS)}"
-    elif kind == "code":
-        text = _code(r)
-    elif kind == "arithmetic":
-        text = _arithmetic(r)
-    elif kind == "email":
-        text = f"Write a {r.choice(EMAIL_TONES)} email to {r.choice(EMAIL_RECIPIENTS)} {r.choice(EMAIL_PURPOSES)}."
-    elif kind == "summary":
-        return Request(f"{r.choice(SUMMARY_ASKS)}\n\n{{paragraph}}", kind, r.choice(PARAGRAPH_TOPICS))
-    elif kind == "translation":
-        sentence = f"{r.choice(SUBJECTS)} {r.choice(ACTIONS)} {r.choice(TIMES)}."
-        text = f"Translate into {r.choice(LANGUAGES)}: \"{sentence}\""
-    else:
-        text = f"Explain {r.choice(CONCEPTS)}{r.choice(AUDIENCES) or '.'}"
-    return Request(text, kind)
+    drawn = _TEMPLATES[2 if templates == 2 and r.random() < 0.5 else 1][kind](r)
+    if kind == "summary":
+        return Request(drawn[0], kind, drawn[1])
+    return Request(drawn, kind)

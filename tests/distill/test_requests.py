@@ -1,8 +1,11 @@
 """Templated everyday requests: every kind is drawn, draws repeat with the seed, and nothing is taken
 from the study's everyday prompt set (it must stay an out-of-domain test)."""
 
+import hashlib
 import random
 import re
+
+import pytest
 
 from specdec.distill.requests import REQUEST_KINDS, make_request
 from specdec.study.prompts import load_requests
@@ -24,9 +27,34 @@ def test_every_kind_is_drawn_and_a_seed_repeats_its_draws():
                for q in many)
 
 
-def test_no_request_repeats_six_words_of_the_everyday_prompt_set():
+@pytest.mark.parametrize("templates", [1, 2])
+def test_no_request_repeats_six_words_of_the_everyday_prompt_set(templates):
     """Shared framing ('write a Python function that') is fine; a shared topic or sentence is not."""
     held = set().union(*(_ngrams(d["text"], 6) for d in load_requests()))
     r = random.Random(1)
-    shared = {q.text for q in (make_request(r) for _ in range(3000)) if _ngrams(q.text, 6) & held}
+    shared = {q.text for q in (make_request(r, templates) for _ in range(5000)) if _ngrams(q.text, 6) & held}
     assert not shared, sorted(shared)[:3]
+
+
+@pytest.mark.parametrize("templates, digest", [(1, "602669260b60227a"), (2, "f2d2aad572787382")])
+def test_each_set_draws_what_made_the_committed_request_shards(templates, digest):
+    """request_00000-00106 came from set 1, request_00107-00160 from set 2: their draws for a seed must
+    never change, or those shards stop regenerating from their documented commands."""
+    r = random.Random(0)
+    texts = "\n".join(make_request(r, templates).text for _ in range(200))
+    assert hashlib.sha256(texts.encode()).hexdigest()[:16] == digest
+
+
+def test_set_two_keeps_set_one_for_half_and_adds_other_phrasings():
+    """Judged by a request's first three words: set 1 opens each kind in a few fixed ways."""
+    def opening(text: str) -> str:
+        return " ".join(text.split()[:3])
+
+    r1, r2 = random.Random(5), random.Random(5)
+    one = {opening(make_request(r1, 1).text) for _ in range(20000)}
+    two = [make_request(r2, 2) for _ in range(2000)]
+    new = [q for q in two if opening(q.text) not in one]
+    assert {q.kind for q in new} == set(REQUEST_KINDS)
+    assert 0.3 < len(new) / len(two) < 0.5
+    with pytest.raises(ValueError, match="template"):
+        make_request(r1, 3)
