@@ -314,8 +314,8 @@ def _howto2(r: random.Random) -> str:
     return r.choice(HOWTO_ASKS).format(t=r.choice(HOWTO_TASKS + HOWTO_TASKS_2), w=r.choice((2, 3, 6)))
 
 
-# Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). Set 1's draws must not
-# change: the committed request_00000-00106 came from them.
+# Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). Neither set's draws may
+# change: the committed request shards came from them (set 1: 00000-00106, set 2: 00107-00160; tests pin both).
 _TEMPLATES = {
     1: {"how-to": lambda r: f"How do I {r.choice(HOWTO_TASKS)}?{r.choice(HOWTO_FORMATS)}",
         "code": _code, "arithmetic": _arithmetic,
