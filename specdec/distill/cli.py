@@ -19,6 +19,7 @@ from .draft import DraftConfig
 from .evaluate import EvalConfig, run_eval
 from .head_data import HeadDataConfig, build_head_data
 from .head_train import HeadTrainConfig, train_head
+from .requests import TEMPLATE_SETS
 from .sources import Sources
 from .teacher import DEFAULT_TARGET, GenConfig, gen_data
 from .train import TrainConfig, train
@@ -119,7 +120,7 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
                    help="the target writes questions itself and answers them")
     h.add_argument("--request-minutes", type=float, default=d.request_minutes,
                    help="the target answers everyday requests built from templates (how-to, code, arithmetic, ...)")
-    h.add_argument("--request-templates", type=int, default=d.request_templates, choices=[1, 2],
+    h.add_argument("--request-templates", type=int, default=d.request_templates, choices=TEMPLATE_SETS,
                    help="template set: 2 adds other phrasings to set 1 (set 1 made request_00000-00106)")
     h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
     h.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
