@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..files import atomic_path
 from ..models import load_model
-from .requests import PARAGRAPH_REQUEST, PARAGRAPH_TOKENS, TEMPLATE_SETS, make_request
+from .requests import PARAGRAPH_REQUEST, PARAGRAPH_TOKENS, check_template_set, make_request
 from .sources import PROMPT_KINDS, ChatPrompt, Sources, build_prompts
 from .teacher import cut_at_eos, eos_ids
 
@@ -186,8 +186,7 @@ def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path,
 def build_head_data(cfg: HeadDataConfig) -> Path:
     """Write (or extend) the sequence shards under ``cfg.data_dir``; return that directory."""
     cfg.sources.validate()
-    if cfg.request_templates not in TEMPLATE_SETS:
-        raise ValueError(f"--request-templates must be one of {TEMPLATE_SETS}; got {cfg.request_templates}")
+    check_template_set(cfg.request_templates)  # before the model loads
     unknown = set(cfg.answer_kinds) - set(PROMPT_KINDS)
     if unknown:
         raise ValueError(f"answer kinds must be among {', '.join(PROMPT_KINDS)}; got {sorted(unknown)}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-TEMPLATE_SETS = (1, 2)
 REQUEST_KINDS = ("how-to", "code", "arithmetic", "email", "summary", "translation", "explanation")
 PARAGRAPH_REQUEST = "Write one paragraph of five or six sentences about {topic}. Write only the paragraph."
 PARAGRAPH_TOKENS = 160  # the longest paragraph the target may write for a summary request
@@ -329,13 +328,19 @@ _TEMPLATES = {
         "translation": lambda r: r.choice(TRANSLATE_ASKS).format(L=r.choice(LANGUAGES), s=_sentence2(r)),
         "explanation": _explain2},
 }
+TEMPLATE_SETS = tuple(_TEMPLATES)
+
+
+def check_template_set(templates: int) -> None:
+    """One line when ``templates`` names no template set."""
+    if templates not in TEMPLATE_SETS:
+        raise ValueError(f"--request-templates must be one of {TEMPLATE_SETS}; got {templates}")
 
 
 def make_request(r: random.Random, templates: int = 2) -> Request:
     """One request of a kind drawn uniformly from :data:`REQUEST_KINDS`, from template set ``templates``
     (set 2 draws set 1's templates for half its requests)."""
-    if templates not in TEMPLATE_SETS:
-        raise ValueError(f"request templates must be one of {TEMPLATE_SETS}; got {templates}")
+    check_template_set(templates)
     kind = r.choice(REQUEST_KINDS)
     drawn = _TEMPLATES[2 if templates == 2 and r.random() < 0.5 else 1][kind](r)
     if kind == "summary":
