@@ -139,7 +139,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _auto, draft="random", study_n="auto"),
     Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",
            _eagle, draft="head", study_n="grid"),
-    Method("eagle-auto", "the feature head with N chosen each step from measured costs (auto N)",
+    Method("eagle-auto", "the feature head's chain, each draft sized by the head's confidence at measured costs (auto N)",
            _eagle_auto, draft="head", study_n="auto"),
     Method("eagle-tree", "the feature head drafting a token tree (EAGLE-2: N levels, each expanding the "
            "--tree-width likeliest nodes, the --tree-nodes likeliest verified in one target pass); eager",

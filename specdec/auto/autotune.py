@@ -18,7 +18,9 @@ its :func:`~specdec.engine.tree.tree_size`), α̂ is the chance a level is accep
 ``n_max // width`` levels (``n_max`` when ``max_nodes`` caps the verify). For a tree, α̂ only decides
 whether to draft at all: a drafting step asks for all its levels and the drafter grows the tree by the
 head's confidence (EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a
-tree's depth pays (``benchmarks/replay_tree.py``).
+tree's depth pays (``benchmarks/replay_tree.py``). A ``priced`` chain (a drafter that sizes its own
+drafts, like the feature head's) is priced the same way, as a tree one candidate wide: α̂ gates
+drafting, the head's confidence sets each draft's length.
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -61,6 +63,7 @@ class AutoPolicy:
     alpha_ceiling: float = 0.9
     width: int = 1  # a token tree's expansion per level, 1 for a chain
     max_nodes: int | None = None  # a token tree's verified nodes at most (None: N·width)
+    priced: bool = False  # a chain whose drafter sizes each draft at tree_price (a tree always is)
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -85,6 +88,11 @@ class AutoPolicy:
         """A token tree's prices in target steps: c a level, v(0 .. the nodes a tree may verify)."""
         v, most = verify_cost_fn(self.costs.verify_cost), tree_size(self.n_max, self.width, self.max_nodes)
         return TreePrice(level=max(0.0, self.costs.c), verify=tuple(v(n) for n in range(max(most, 1) + 1)))
+
+    @property
+    def grows(self) -> bool:
+        """True when a drafting step offers every level and the drafter sizes the draft at :meth:`tree_price`."""
+        return self.width > 1 or self.priced
 
     @property
     def alpha(self) -> float:
@@ -120,7 +128,7 @@ class AutoPolicy:
                 n = 1
         if n > 0:
             self._plain_run = 0
-            if self.width > 1 and pays:  # a tree: every level on offer, grown by tree_price
+            if self.grows and pays:  # every level on offer, the draft sized by tree_price
                 n = self.n_max
         self.trace.append(n)
         self.alpha_trace.append(alpha)
@@ -132,7 +140,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
                 alpha_ceiling: float = 0.9, compiler: Compiler | None = None, width: int = 1,
-                max_nodes: int | None = None) -> AutoPolicy:
+                max_nodes: int | None = None, priced: bool = False) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
@@ -140,12 +148,13 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     in-process one by default), which also keeps the pair's policy, so later generations start
     from its α̂. Compiled, N stops at the largest compiled verify block and each N is priced at
     the block it pads up to (:func:`padded_costs`). ``width`` > 1 prices N levels of a token tree
-    (kept apart from the pair's chain policy), its verify over at most ``max_nodes`` nodes.
+    (kept apart from the pair's chain policy), its verify over at most ``max_nodes`` nodes; ``priced``
+    (a drafter that sizes its drafts, width 1) prices a chain the same way.
     """
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
     levels = n_max if max_nodes is not None and width > 1 else max(1, n_max // width)
-    settings = dict(n_max=levels, width=width, max_nodes=max_nodes, prior_alpha=prior_alpha,
+    settings = dict(n_max=levels, width=width, max_nodes=max_nodes, priced=priced and width == 1, prior_alpha=prior_alpha,
                     prior_weight=prior_weight, decay=decay, probe_every=probe_every, probe_max=probe_max,
                     alpha_ceiling=alpha_ceiling)
     if costs is not None:
@@ -165,6 +174,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
         costs = padded_costs(costs, n_max)
     key = cache.key(target, draft, compiler is not None)[0] + (f";tree={width}" if width > 1 else "")
     key += f";nodes={max_nodes}" if width > 1 and max_nodes is not None else ""
+    key += ";priced" if settings["priced"] else ""
     policy = cache.policies.get(key)
     if policy is None or policy.costs != costs or any(getattr(policy, k) != v for k, v in settings.items()):
         policy = cache.policies[key] = AutoPolicy(costs, **settings)

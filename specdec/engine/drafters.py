@@ -42,13 +42,14 @@ class Drafter(ABC):
     wants_hidden_states: bool = False  # commit() then receives the target's hidden states
     tree_width: int = 1  # a token tree's expansion per level (:func:`.tree.tree_size`), 1 for a chain
     tree_nodes: int | None = None  # a token tree's verified nodes at most (None: levels × tree_width)
+    priced: bool = False  # sizes each draft by its own confidence when given a TreePrice (auto N)
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
               generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0,
               tree_price: TreePrice | None = None) -> None:
         """Reset for a new prompt (1, L) of a generation reaching ``max_len`` tokens; a drafter with
-        a model runs it through ``compiler`` when given (static cache, compiled forward). A drafter of
-        token trees grows them by confidence when given ``tree_price`` (auto N), for this generation."""
+        a model runs it through ``compiler`` when given (static cache, compiled forward). A ``priced``
+        drafter sizes its drafts by confidence when given ``tree_price`` (auto N), for this generation."""
         self.params, self.vocab_size, self.generator = params, vocab_size, generator
         self.forwards = 0
 
@@ -133,10 +134,13 @@ class FeatureHeadDrafter(Drafter):
     then its re-ranking: the ``tree_nodes`` candidates of highest joint probability are verified
     (None: N·``tree_width``). Given a :class:`~.tree.TreePrice` (auto N), N is a ceiling: levels stop
     once the deepest one's likeliest candidate cannot pay for a head step and a verify row at the tree's
-    expected tokens per cost, and the candidates kept are the likeliest ones that maximise it.
+    expected tokens per cost, and the candidates kept are the likeliest ones that maximise it. A chain
+    is priced the same way, as a tree one candidate wide: its joint q is the product of the head's
+    probabilities of the tokens it drafted.
     """
 
     wants_hidden_states = True
+    priced = True
 
     def __init__(self, head: torch.nn.Module, tree_width: int = 1, tree_nodes: int | None = None) -> None:
         if tree_width < 1:
@@ -154,7 +158,7 @@ class FeatureHeadDrafter(Drafter):
         if self.makes_trees and compiler is not None:
             raise ValueError("tree drafting runs eager only (its verify pass needs a tree attention mask)")
         super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
-        self.price = tree_price if self.makes_trees else None
+        self.price = tree_price
         self.candidates: tuple[torch.Tensor, ...] = ()  # the last tree's candidates: tokens, parents, joint log q
         self.forward = Forward(self.model, compiler, max(max_len, prompt_ids.shape[1]), fn=self.model.step)
         self.real = 0  # head cache entries fed with the target's features
@@ -181,16 +185,23 @@ class FeatureHeadDrafter(Drafter):
         hidden = self._catch_up(committed)
         if self.makes_trees:
             return self._tree(hidden, n)
-        tokens, qs = [], []
+        tokens, qs, joint = [], [], []  # joint: each draft's joint log q, for a price
         for i in range(n):
-            token, q = self.choose(self.model.logits(hidden)[0, -1, : self.vocab_size])
+            logits = self.model.logits(hidden)[0, -1, : self.vocab_size]
+            token, q = self.choose(logits)
             tokens.append(token)
             if q is not None:
                 qs.append(q)
+            if self.price is not None:
+                logq = q.log() if q is not None else logits.float().log_softmax(-1)
+                joint.append((joint[-1] if joint else 0.0) + float(logq[token]))
+                if not self.price.worth_expanding(torch.tensor(joint[-1:]), torch.tensor(joint), i + 1, i + 1):
+                    break
             if i + 1 < n:  # the head's output stands in for the feature the target has not computed
                 hidden = self.forward(hidden, token.view(1, 1))
                 self.forwards += 1
-        return Draft(torch.stack(tokens), torch.stack(qs) if qs else None)
+        keep = self.price.budget(torch.tensor(joint), len(tokens), len(tokens)) if joint else len(tokens)
+        return Draft(torch.stack(tokens[:keep]), torch.stack(qs[:keep]) if qs else None)
 
     def _tree(self, hidden: torch.Tensor, depth: int) -> Draft:
         """EAGLE-2's dynamic tree: ``depth`` levels, each expanding the ``tree_width`` candidates of

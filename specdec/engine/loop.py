@@ -163,8 +163,11 @@ def speculative_generate(
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
     policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width,
-                        drafter.tree_nodes)
-    price = policy.tree_price() if isinstance(policy, AutoPolicy) and drafter.tree_width > 1 else None
+                        drafter.tree_nodes, drafter.priced)
+    grows = isinstance(policy, AutoPolicy) and policy.grows  # each drafting step offers every level, sized by price
+    if grows and not drafter.priced:
+        raise ValueError(f"this policy leaves each draft's size to the drafter, which {type(drafter).__name__} cannot do")
+    price = policy.tree_price() if grows else None
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -245,9 +248,10 @@ def speculative_generate(
 
 
 def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None, width: int = 1,
-              max_nodes: int | None = None) -> NPolicy:
+              max_nodes: int | None = None, priced: bool = False) -> NPolicy:
     if num_draft_tokens == "auto":
-        return auto_policy(target, draft, input_ids, compiler=compiler, width=width, max_nodes=max_nodes)
+        return auto_policy(target, draft, input_ids, compiler=compiler, width=width, max_nodes=max_nodes,
+                           priced=priced)
     if callable(num_draft_tokens):
         return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):

@@ -129,7 +129,9 @@ def test_tree_greedy_output_equals_plain_decoding(width, nodes):
     assert accepted >= 4 * width  # paths were kept (off the front too), so the head got their hidden states
 
 
-def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
+@pytest.mark.parametrize("width", [1, 4])
+def test_auto_n_equals_plain_decoding_and_sizes_each_draft_by_the_heads_confidence(width):
+    """A tree (EAGLE-2) or a chain (a tree one wide): every level offered, the price cuts drafts short."""
     from specdec.auto.calibration import default_calibration_cache
 
     target, _ = fixture_pair(SMALL)
@@ -137,15 +139,17 @@ def test_tree_with_auto_n_equals_plain_decoding_and_chooses_levels():
     prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     default_calibration_cache.cache_clear()
+    nodes = 12 if width > 1 else None
     res = speculative_generate(target, None, prompt, num_draft_tokens="auto", max_new_tokens=NEW,
-                               drafter=FeatureHeadDrafter(head, tree_width=4, tree_nodes=12))
+                               drafter=FeatureHeadDrafter(head, tree_width=width, tree_nodes=nodes))
     assert res.tokens == ref
     (key, policy), = default_calibration_cache().policies.items()
-    assert key.endswith(";tree=4;nodes=12") and policy.width == 4 and policy.n_max == 16  # capped: depth is free
-    assert len(policy.tree_price().verify) == 13  # v(0 .. 12 nodes), the most a tree of 4 a level may verify
+    assert key.endswith(";tree=4;nodes=12" if width > 1 else ";priced") and policy.grows
+    assert policy.width == width and policy.n_max == 16  # a tree capped by nodes: depth is free
+    assert len(policy.tree_price().verify) == (13 if width > 1 else 17)  # v(0 .. the most nodes it may verify)
     steps = res.stats.drafted_per_step
     assert len(policy.trace) == len(steps) and all(d <= n for n, d in zip(policy.trace, steps))  # levels offered
-    assert set(policy.trace) <= {0, 1, 16} and min(steps) < 16  # all 16 offered; the price grew shallower trees
+    assert set(policy.trace) <= {0, 1, 16} and min(steps) < 16  # all 16 offered; the price drafted fewer
     default_calibration_cache.cache_clear()
 
 
@@ -198,6 +202,33 @@ def test_a_priced_tree_drafts_only_the_levels_and_nodes_its_confidence_pays_for(
         assert _paths(mid) <= _paths(full) and 1 <= len(mid) <= len(full)  # the likeliest of the same candidates
 
 
+def test_a_priced_chain_drafts_the_prefix_its_confidence_pays_for(pair, prompt):
+    target, _ = pair
+    head = _head(target)
+    committed = torch.cat([prompt, torch.tensor([[9]])], 1)
+    with torch.inference_mode():
+        free, full = _proposal(head, target, prompt, committed, 5, TreePrice(0.0, (1.0, 1.0)))
+        _, unpriced = _proposal(head, target, prompt, committed, 5)
+        assert full.tokens.tolist() == unpriced.tokens.tolist() and len(full) == 5 and free.forwards == 5
+        dear, one = _proposal(head, target, prompt, committed, 5, TreePrice(100.0, (1.0, 1.0)))
+        assert one.tokens.tolist() == full.tokens[:1].tolist() and dear.forwards == 1  # no second head step pays
+        _, row = _proposal(head, target, prompt, committed, 5, TreePrice(0.0, (1.0, 1.0, 100.0)))
+        assert row.tokens.tolist() == full.tokens[:1].tolist()  # drafted on, but no second verify row pays
+        d, mid = _proposal(head, target, prompt, committed, 5, TreePrice(0.3, tuple(1.0 + 0.05 * n for n in range(6))))
+        assert mid.tokens.tolist() == full.tokens[:len(mid)].tolist() and d.forwards >= len(mid)
+        assert mid.parents is None  # still a chain
+
+
+def test_a_policy_that_leaves_sizes_to_the_drafter_refuses_one_that_cannot(pair, prompt):
+    from specdec.auto.autotune import AutoPolicy
+    from specdec.auto.calibration import Costs
+
+    target, draft = pair
+    policy = AutoPolicy(Costs(1.0, 0.1, 0.1, {0: 1.0, 1: 1.0}), priced=True)
+    with pytest.raises(ValueError, match="cannot"):
+        speculative_generate(target, draft, prompt, num_draft_tokens=policy, max_new_tokens=4)
+
+
 def _paths(draft) -> set[tuple[int, ...]]:
     """Each node of a tree as the tokens from the root to it."""
     paths: list[tuple[int, ...]] = []
@@ -207,7 +238,8 @@ def _paths(draft) -> set[tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("priced", [False, True])
-def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced):
+@pytest.mark.parametrize("width", [1, 3])
+def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced, width):
     from specdec.auto.autotune import AutoPolicy
     from specdec.auto.calibration import Costs
 
@@ -218,12 +250,13 @@ def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced):
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(16)
     accepted = 0
-    # priced: auto N's policy (fixed costs, no timing) offers 2 levels and the tree is grown by confidence
-    n = AutoPolicy(Costs(1.0, 0.1, 0.1, {0: 1.0, 1: 1.0, 7: 1.3}), n_max=2, width=3, max_nodes=7, prior_alpha=0.9,
-                   alpha_ceiling=0.9, probe_every=0) if priced else 2
+    # priced: auto N's policy (fixed costs, no timing) offers 2 levels and the draft is sized by confidence
+    n = AutoPolicy(Costs(1.0, 0.1, 0.1, {0: 1.0, 1: 1.0, 7: 1.3}), n_max=2, width=width, max_nodes=7 if width > 1 else None,
+                   priced=width == 1, prior_alpha=0.9, alpha_ceiling=0.9, probe_every=0) if priced else 2
     for _ in range(1500):
         res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=3, temperature=1.0,
-                                   generator=g, drafter=FeatureHeadDrafter(head, tree_width=3, tree_nodes=7))
+                                   generator=g, drafter=FeatureHeadDrafter(head, tree_width=width,
+                                                                           tree_nodes=7 if width > 1 else None))
         counts[res.tokens[1]] += 1
         accepted += res.stats.accepted
     assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
