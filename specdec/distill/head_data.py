@@ -47,6 +47,8 @@ TOPICS = (
     "philosophy", "economics", "law", "summarizing a paragraph", "explaining a concept simply",
 )
 _SENTINEL = "\u2063TURN\u2063"
+KEY_SPAN = 10_000_000  # keys of one series: pool answers 0.., self-written 10^7.., requests 2·10^7..
+CONTINUED_BASE = 30_000_000  # pool answers continued on other source versions (:func:`pool_key_base`)
 
 
 @dataclass
@@ -141,24 +143,42 @@ def question_prefix(tok: Any, topic: str) -> list[int]:
     return tok(text.split(_SENTINEL)[0], add_special_tokens=False)["input_ids"]
 
 
-def answer_queue(pool: list[ChatPrompt], done: list[Sequence], kinds: tuple[str, ...]) -> list[ChatPrompt]:
+def answer_queue(pool: list[ChatPrompt], done: list[Sequence], kinds: tuple[str, ...], base: int = 0,
+                 render=None) -> list[ChatPrompt]:
     """The pool's prompts of ``kinds`` not answered yet in ``done``, in pool order: a later run (or a
-    narrower choice of kinds) continues where the shards stop instead of answering a prompt twice."""
+    narrower choice of kinds) continues where the shards stop instead of answering a prompt twice.
+    Skipped: a prompt whose ``base + key`` is answered and, given ``render`` (a prompt's ids), one whose
+    ids an answer already starts with (the same prompt under another key, from other source versions)."""
     answered = {s.key for s in done if s.kind == "answer"}
-    return [p for p in pool if p.kind in kinds and p.key not in answered]
+    seen = {tuple(s.ids[:s.answer_start]) for s in done if s.kind == "answer"} if render is not None else set()
+    return [p for p in pool if p.kind in kinds and base + p.key not in answered
+            and (render is None or tuple(render(p)) not in seen)]
 
 
-def shifted_key(pool: list[ChatPrompt], done: list[Sequence], render) -> int | None:
-    """The first answered key whose pool prompt (``render(prompt)``: its ids) is not the prompt stored
-    with the answer, or None. A pool rebuilt from other source versions shuffles to other keys, and
-    continuing it would answer prompts twice and blur the held-out split."""
+def shifted_key(pool: list[ChatPrompt], done: list[Sequence], render, base: int = 0) -> int | None:
+    """The first answered key (of those in ``base`` .. ``base`` + 10^7) whose pool prompt (``render(prompt)``:
+    its ids, under key - ``base``) is not the prompt stored with the answer, or None. A pool rebuilt from
+    other source versions shuffles to other keys, and continuing it by key would answer prompts twice
+    and blur the held-out split."""
     by_key = {p.key: p for p in pool}
     for s in done:
-        if s.kind == "answer":
-            p = by_key.get(s.key)
+        if s.kind == "answer" and base <= s.key < base + KEY_SPAN:
+            p = by_key.get(s.key - base)
             if p is None or render(p) != s.ids[:s.answer_start]:
                 return s.key
     return None
+
+
+def pool_key_base(pool: list[ChatPrompt], done: list[Sequence], render) -> int | None:
+    """0 when ``done``'s pool answers came from this pool (the same source versions); else
+    :data:`CONTINUED_BASE`, under which the pool rebuilt from other versions is continued by content
+    (:func:`answer_queue`), its keys apart from the first pool's for the held-out split; None for a third
+    version, whose keys would collide with the second's."""
+    checks = [[s for s in done if s.kind == "answer" and base <= s.key < base + KEY_SPAN][:256]
+              for base in (0, CONTINUED_BASE)]
+    if shifted_key(pool, checks[0], render) is None:
+        return 0
+    return CONTINUED_BASE if shifted_key(pool, checks[1], render, CONTINUED_BASE) is None else None
 
 
 def _timed_batches(kind: str, minutes: float, first: int, make, data_dir: Path,
@@ -197,18 +217,20 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
     loaded = load_model(cfg.target, device=cfg.device, dtype=cfg.dtype)
     model, tok = loaded.model, loaded.tokenizer
     answered = load_sequences(data_dir, "answer") if cfg.answer_minutes > 0 else []
-    shifted = shifted_key(pool, answered[:256], lambda p: chat_ids(tok, p.text, cfg.max_prompt_tokens))
-    if shifted is not None:
-        raise ValueError(f"{data_dir}: answer key {shifted} belongs to another prompt in this pool, so the sources"
-                         " differ from those its answers came from (distill_data/smollm2-head/README.md names"
-                         " them); use those versions, or --answer-minutes 0")
+    render = lambda p: chat_ids(tok, p.text, cfg.max_prompt_tokens)
+    key_base = pool_key_base(pool, answered, render) if answered else 0
+    if key_base is None:
+        raise ValueError(f"{data_dir}: its pool answers came from sources other than these, in two versions already"
+                         " (distill_data/smollm2-head/README.md names them); use one of those, or --answer-minutes 0")
+    if key_base:
+        log.info("these sources differ from the first pool answers': continuing by content, keys from %d", key_base)
     if not _shards(data_dir, "text"):
         text = [Sequence(chat_ids(tok, p.text, cfg.max_prompt_tokens), -1, p.key, "text") for p in pool]
         for i in range(0, len(text), 4096):
             save_sequences(data_dir / f"text_{i // 4096:05d}.safetensors", text[i:i + 4096])
         log.info("text: %d prompts as user turns", len(text))
 
-    todo = answer_queue(pool, answered, cfg.answer_kinds)
+    todo = answer_queue(pool, answered, cfg.answer_kinds, key_base, render if answered else None)
     first_answer = _next_index(data_dir, "answer")
 
     def answers(index: int) -> list[Sequence] | None:
@@ -218,7 +240,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
             return None
         prompts = [chat_ids(tok, p.text, cfg.max_prompt_tokens) for p in batch]
         gens = generate(model, tok, prompts, cfg.max_new_tokens, sample=False)
-        return [Sequence(p + g, len(p), c.key, "answer") for p, g, c in zip(prompts, gens, batch)]
+        return [Sequence(p + g, len(p), key_base + c.key, "answer") for p, g, c in zip(prompts, gens, batch)]
 
     def self_questions(index: int) -> list[Sequence]:
         local = random.Random(cfg.seed * 1_000_003 + index)
@@ -231,7 +253,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
             return []
         prompts = [chat_ids(tok, t, cfg.max_prompt_tokens) for t in kept]
         gens = generate(model, tok, prompts, cfg.max_new_tokens, sample=False)
-        base = 10_000_000 + index * cfg.batch_size  # keys apart from the pool's, for the held-out split
+        base = KEY_SPAN + index * cfg.batch_size  # keys apart from the pool's, for the held-out split
         return [Sequence(p + g, len(p), base + j, "self") for j, (p, g) in enumerate(zip(prompts, gens))]
 
     def requests(index: int) -> list[Sequence]:
@@ -246,7 +268,7 @@ def build_head_data(cfg: HeadDataConfig) -> Path:
                 q.text = q.text.replace("{paragraph}", tok.decode(para, skip_special_tokens=True).strip())
         prompts = [chat_ids(tok, q.text, cfg.max_prompt_tokens) for q in reqs]
         gens = generate(model, tok, prompts, cfg.max_new_tokens, sample=False)
-        base = 20_000_000 + index * cfg.batch_size  # keys apart from the pool's and the self-written ones
+        base = 2 * KEY_SPAN + index * cfg.batch_size  # keys apart from the pool's and the self-written ones
         return [Sequence(p + g, len(p), base + j, "request") for j, (p, g) in enumerate(zip(prompts, gens))]
 
     if cfg.answer_minutes > 0:

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from specdec.distill.head_data import Sequence, answer_queue, load_sequences, save_sequences, shifted_key
+from specdec.distill.head_data import (
+    CONTINUED_BASE,
+    Sequence,
+    answer_queue,
+    load_sequences,
+    pool_key_base,
+    save_sequences,
+    shifted_key,
+)
 from specdec.distill.head_train import (
     HeadTrainConfig,
     choose_head_vocab,
@@ -75,6 +83,33 @@ def test_shifted_key_finds_answers_whose_pool_prompt_changed():
     moved = [ChatPrompt(t, "shk", i) for i, t in enumerate(["cd", "ab", "ef"])]
     assert shifted_key(moved, done, render) == 1
     assert shifted_key(pool[:1], done, render) == 1  # the key is gone from the pool
+
+
+def _render(p):
+    return [ord(c) for c in p.text]
+
+
+def test_answer_queue_skips_by_content_under_a_key_base():
+    """Continued on other source versions, a prompt answered under another key is not answered again."""
+    pool = [ChatPrompt(t, "shk", i) for i, t in enumerate(["cd", "ab", "ef", "gh"])]
+    done = [Sequence([*_render(pool[1]), 9], 2, 0, "answer"),  # "ab" answered under the first pool's key 0
+            Sequence([*_render(pool[3]), 9], 2, CONTINUED_BASE + 3, "answer")]
+    assert [p.text for p in answer_queue(pool, done, ("shk",), CONTINUED_BASE, _render)] == ["cd", "ef"]
+    assert [p.text for p in answer_queue(pool, done, ("shk",), CONTINUED_BASE)] == ["cd", "ab", "ef"]  # by key only
+    assert [p.text for p in answer_queue(pool, done, ("shk",), 0, _render)] == ["ef"]  # key 0 ("cd") answered too
+
+
+def test_pool_key_base_continues_a_second_version_and_refuses_a_third():
+    first = [ChatPrompt(t, "shk", i) for i, t in enumerate(["ab", "cd", "ef"])]
+    done = [Sequence([*_render(first[0]), 7], 2, 0, "answer"), Sequence([1], -1, 1, "text")]
+    assert pool_key_base(first, done, _render) == 0  # the same sources
+    assert pool_key_base(first, [], _render) == 0
+    second = [ChatPrompt(t, "shk", i) for i, t in enumerate(["cd", "ab", "ef", "xy"])]
+    assert pool_key_base(second, done, _render) == CONTINUED_BASE
+    done.append(Sequence([*_render(second[3]), 7], 2, CONTINUED_BASE + 3, "answer"))
+    assert pool_key_base(second, done, _render) == CONTINUED_BASE  # the second version, continued again
+    third = [ChatPrompt(t, "shk", i) for i, t in enumerate(["ef", "cd", "ab", "zz"])]
+    assert pool_key_base(third, done, _render) is None  # key 3 would now mean "zz"
 
 
 def test_pad_batch_marks_answers_and_padding():
