@@ -20,7 +20,8 @@ whether to draft at all: a drafting step asks for all its levels and the drafter
 head's confidence (EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a
 tree's depth pays (``benchmarks/replay_tree.py``). A ``priced`` chain (a drafter that sizes its own
 drafts, like the feature head's) is priced the same way, as a tree one candidate wide: α̂ gates
-drafting, the head's confidence sets each draft's length.
+drafting, the head's confidence sets each draft's length. A grown draft's α̂ is the chance its first level
+is accepted (:meth:`AutoPolicy.observe`).
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -101,9 +102,13 @@ class AutoPolicy:
         return (self.successes + self.prior_alpha * w) / (self.successes + self.failures + w)
 
     def observe(self, accepted: int, drafted: int) -> None:
-        """Fold one step's outcome into S and F; steps that drafted nothing carry no evidence."""
+        """Fold one step's outcome into S and F; steps that drafted nothing carry no evidence. A grown
+        draft counts its first level only: the price ends drafts where the head turns unsure, so their
+        last levels fail more often than a level does, and counting them would starve the gate."""
         if drafted <= 0:
             return
+        if self.grows:
+            accepted, drafted = min(accepted, 1), 1
         self.successes = self.decay * self.successes + accepted
         self.failures = self.decay * self.failures + (accepted < drafted)
 

@@ -148,3 +148,17 @@ def test_tree_policy_gates_drafting_as_a_chain_and_then_offers_every_level(pair,
     assert kept is not auto_policy(target, draft, prompt, calibration_cache=cache)  # the chain's α̂ is its own
     with pytest.raises(ValueError, match="width"):
         auto_policy(target, draft, prompt, costs=COSTS, width=0)
+
+
+def test_a_grown_draft_counts_its_first_level_only():
+    """Priced drafts end where the head turns unsure, so their last level fails often; α̂ must not read that
+    as a poor draft (it would gate drafting off)."""
+    costs = Costs(0.01, 0.001, 0.1, {n: 1.0 + 0.1 * n for n in range(17)})
+    chain, priced, tree = AutoPolicy(costs), AutoPolicy(costs, priced=True), AutoPolicy(costs, width=3)
+    for policy in (chain, priced, tree):
+        for _ in range(10):
+            policy.observe(2, 3)  # two levels kept, the third rejected
+        policy.observe(0, 4)
+    assert chain.alpha < 0.75  # a chain: 2 of 3 drafts a step, the geometric α
+    assert priced.alpha == tree.alpha > max(0.75, chain.alpha + 0.1)  # grown: the first level held in 10 of 11 steps
+    assert (chain.grows, priced.grows, tree.grows) == (False, True, True)
