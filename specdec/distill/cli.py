@@ -127,7 +127,8 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
     h.add_argument("--feature-layers", default="",
                    help="hidden states the head reads, e.g. 2,15,27 (EAGLE-3 fusion); default: the last (EAGLE-1)")
     h.add_argument("--head-vocab", type=int, default=t.head_vocab,
-                   help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's)")
+                   help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's); "
+                        "with --init-from, a K below the saved head's cuts its vocabulary to those K")
     h.add_argument("--init-from", default=t.init_from,
                    help="start from this saved head (a new stage: its weights and vocabulary, a fresh schedule)")
     h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget (0: build the data only)")
@@ -163,7 +164,8 @@ def run_head(args: dict) -> None:
             max_new_tokens=args["max_new_tokens"], request_templates=args["request_templates"],
             dtype=args["dtype"], device=args["device"], seed=args["seed"],
             answer_kinds=tuple(k.strip() for k in args["answer_kinds"].split(",") if k.strip())))
-    if args["train_minutes"] <= 0 and args["max_steps"] <= 0:
+    cut_only = bool(args["init_from"]) and args["head_vocab"] > 0  # with no minutes: cut, score and save
+    if args["train_minutes"] <= 0 and args["max_steps"] <= 0 and not cut_only:
         return
     layers = tuple(int(x) for x in args["feature_layers"].split(",") if x.strip())
     train_head(HeadTrainConfig(

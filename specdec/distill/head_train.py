@@ -99,16 +99,19 @@ def pad_batch(seqs: list[Sequence], pad: int, max_len: int, device: Any) -> tupl
     return ids.to(device), att.to(device), answer.to(device)
 
 
-def choose_head_vocab(seqs: list[Sequence], size: int, always: set[int]) -> list[int]:
+def choose_head_vocab(seqs: list[Sequence], size: int, always: set[int], among: set[int] | None = None) -> list[int]:
     """``always`` plus the ids the target's answers use most, then (to fill ``size``) those the rest of
-    the text uses most: what the head must propose is what the target writes."""
+    the text uses most: what the head must propose is what the target writes. ``among``: only these ids."""
     answers: Counter[int] = Counter()
     text: Counter[int] = Counter()
     for s in seqs:
         cut = s.answer_start if s.answer_start >= 0 else len(s.ids)
         answers.update(s.ids[cut:])
         text.update(s.ids[:cut])
-    ranked = sorted(set(answers) | set(text), key=lambda t: (-answers[t], -text[t], t))
+    if among is not None:
+        always = always & among
+    ranked = sorted((set(answers) | set(text)) & (among if among is not None else set(answers) | set(text)),
+                    key=lambda t: (-answers[t], -text[t], t))
     return sorted(set([t for t in ranked if t not in always][: max(size - len(always), 0)]) | always)
 
 
@@ -305,13 +308,17 @@ def train_head(cfg: HeadTrainConfig) -> Path:
     train = [s for s in seqs if not is_heldout(s.key, cfg.heldout_frac)]
     held = heldout_answers(seqs, cfg.heldout_frac, cfg.max_heldout)
     out_dir, ckpt = Path(cfg.out_dir), Path(cfg.out_dir) / "checkpoint"
+    special = {int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None}
     if (ckpt / "head_config.json").is_file():
         head = load_feature_head(ckpt, target).to(torch.float32)
     elif cfg.init_from:
         head = load_head(cfg.init_from, loaded).model.to(torch.float32)
-        log.info("starting from the head %s (its vocabulary; --head-vocab is not used)", cfg.init_from)
+        now = head.head_config.draft_vocab or list(range(target.config.vocab_size))
+        if 0 < cfg.head_vocab < len(now):  # cut the readout to the ids the data uses most
+            head = head.restricted(choose_head_vocab(train, cfg.head_vocab, special, set(now)), target)
+        log.info("starting from the head %s, vocabulary %d of its %d ids", cfg.init_from,
+                 len(head.head_config.draft_vocab or now), len(now))
     else:
-        special = {int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None}
         vocab = choose_head_vocab(train, cfg.head_vocab, special) if cfg.head_vocab > 0 else None
         hcfg = FeatureHeadConfig.for_target(target, cfg.target, list(cfg.feature_layers) or None, vocab)
         head = FeatureHead(hcfg, target, dtype=torch.float32)

@@ -14,7 +14,7 @@ vocabulary and a signature of its embedding, and :func:`load_feature_head` refus
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,21 @@ class FeatureHead(nn.Module):
             scores = scores.masked_fill(self.vocab_ids >= vocab_size, float("-inf"))
         logq, col = scores.log_softmax(-1).topk(k, dim=-1)
         return logq, col if self.lm_head is None else self.vocab_ids[col]
+
+    def restricted(self, keep: list[int], target: Any) -> FeatureHead:
+        """A copy scoring only ``keep``, ids it scores now (a smaller EAGLE-3 vocabulary: a cheaper
+        readout, c falls); each kept id's score is unchanged, so no retraining is needed."""
+        now = self.head_config.draft_vocab
+        if now is not None and not set(keep) <= set(now):
+            raise ValueError(f"cannot keep ids the head does not score: {sorted(set(keep) - set(now))[:5]}")
+        cut = FeatureHead(replace(self.head_config, draft_vocab=sorted(set(keep))), target, dtype=self.dtype)
+        missing, unexpected = cut.load_state_dict(
+            {k: v for k, v in self.state_dict().items() if not k.startswith("lm_head.")}, strict=False)
+        assert missing == ["lm_head.weight"] and not unexpected, (missing, unexpected)
+        if self.lm_head is not None:  # else the constructor copied the target's LM head rows
+            with torch.no_grad():
+                cut.lm_head.weight.copy_(self.lm_head.weight[torch.searchsorted(self.vocab_ids, cut.vocab_ids)])
+        return cut.train(self.training)
 
     def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = True,
                 logits_to_keep: int = 0, attention_mask: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:

@@ -26,7 +26,7 @@ from specdec.distill.head_train import (
     unroll,
     unrolled_loss,
 )
-from specdec.distill.sources import ChatPrompt
+from specdec.distill.sources import ChatPrompt, is_heldout
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
 from specdec.testing import save_tiny_pair, tiny_pair
 
@@ -214,17 +214,39 @@ def test_a_new_stage_starts_from_a_saved_head_with_its_vocabulary(tmp_path):
     base = dict(target=str(target_dir), data_dir=str(data), minutes=5, batch_tokens=256, eval_every_s=0.0,
                 heldout_frac=0.2, warmup=2, target_dtype="float32")
     first = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s1"), head_vocab=64, max_steps=6))
-    second = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s2"), head_vocab=32, max_steps=2,
+    second = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s2"), head_vocab=64, max_steps=2,
                                         init_from=str(first)))
     target = tiny_pair()[0].model
     head1, head2 = load_feature_head(first, target), load_feature_head(second, target)
-    assert head2.head_config.draft_vocab == head1.head_config.draft_vocab  # the saved head's, not --head-vocab
+    assert head2.head_config.draft_vocab == head1.head_config.draft_vocab  # its own vocabulary, not a new one
     with (first / "training_log.csv").open() as f:
         best1 = max(float(r["heldout_agreement"]) for r in csv.DictReader(f))
     with (second / "training_log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 1, 2]
     assert float(rows[0]["heldout_agreement"]) == pytest.approx(best1)  # step 0 scores the saved head as it was
+
+
+def test_a_smaller_head_vocab_cuts_a_saved_heads_vocabulary_to_the_ids_the_data_uses_most(tmp_path):
+    target_dir, _ = save_tiny_pair(tmp_path / "pair")
+    data = tmp_path / "data"
+    data.mkdir()
+    seqs = _sequences(60)
+    save_sequences(data / "answer_00000.safetensors", seqs)
+    base = dict(target=str(target_dir), data_dir=str(data), minutes=5, batch_tokens=256, eval_every_s=0.0,
+                heldout_frac=0.2, warmup=2, target_dtype="float32")
+    first = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s1"), head_vocab=64, max_steps=4))
+    cut = train_head(HeadTrainConfig(**{**base, "minutes": 0.0}, out_dir=str(tmp_path / "cut"), head_vocab=24,
+                                     init_from=str(first)))  # no training: the cut head, scored and saved
+    target = tiny_pair()[0].model
+    head1, head2 = load_feature_head(first, target), load_feature_head(cut, target)
+    kept = head2.head_config.draft_vocab
+    assert len(kept) == 24 and set(kept) < set(head1.head_config.draft_vocab)
+    train = [s for s in seqs if not is_heldout(s.key, 0.2)]
+    assert kept == choose_head_vocab(train, 24, set(), set(head1.head_config.draft_vocab))
+    hidden = torch.randn(1, 2, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(head2.logits(hidden)[..., kept], head1.logits(hidden)[..., kept])
 
 
 def test_a_time_budget_sizes_the_schedule_from_measured_steps(tmp_path):

@@ -36,6 +36,20 @@ def test_reduced_vocabulary_scores_only_its_ids(target):
     assert torch.isfinite(logits[..., ::4]).all() and torch.isinf(logits[..., 1::4]).all()
 
 
+@pytest.mark.parametrize("draft_vocab", [None, list(range(0, 256, 2))])
+def test_a_cut_vocabulary_keeps_each_kept_ids_score(target, draft_vocab):
+    head = _head(target, draft_vocab=draft_vocab)
+    keep = list(range(0, 256, 6))
+    cut = head.restricted(keep, target)
+    hidden = torch.randn(1, 3, 64)
+    with torch.no_grad():
+        full, small = head.logits(hidden), cut.logits(hidden)
+    torch.testing.assert_close(small[..., keep], full[..., keep])
+    assert torch.isinf(small[..., 1::6]).all() and cut.head_config.draft_vocab == keep
+    with pytest.raises(ValueError, match="does not score"):
+        head.restricted([1, 2], target) if draft_vocab else head.restricted(keep, target).restricted([1], target)
+
+
 def test_multi_layer_fusion_reads_each_named_layer(target):
     head = _head(target, feature_layers=[2, 3, 6])
     ids = torch.randint(0, 256, (1, 5))
