@@ -108,10 +108,10 @@ def choose_head_vocab(seqs: list[Sequence], size: int, always: set[int], among: 
         cut = s.answer_start if s.answer_start >= 0 else len(s.ids)
         answers.update(s.ids[cut:])
         text.update(s.ids[:cut])
+    seen = set(answers) | set(text)
     if among is not None:
-        always = always & among
-    ranked = sorted((set(answers) | set(text)) & (among if among is not None else set(answers) | set(text)),
-                    key=lambda t: (-answers[t], -text[t], t))
+        seen, always = seen & among, always & among
+    ranked = sorted(seen, key=lambda t: (-answers[t], -text[t], t))
     return sorted(set([t for t in ranked if t not in always][: max(size - len(always), 0)]) | always)
 
 
