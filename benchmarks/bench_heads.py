@@ -22,7 +22,7 @@ import transformers
 
 from specdec.auto.calibration import measure_costs
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, simd_summary
+from specdec.hardware import cpu_name, isa_limits, simd_summary
 from specdec.models import load_head, load_model
 
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['params_m']:.2f} M parameters, vocabulary {r['vocabulary']}")
     if args.out:
         atomic_write_json(args.out, {
-            "env": {"cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(),
+            "env": {"cpu": cpu_name(), "cpu_flags": simd_summary(), "isa_limits": isa_limits(),
+                    "threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "transformers": transformers.__version__},
             "target": args.target, "dtype": args.dtype, "prompt_len": args.prompt_len, "rounds": args.rounds,

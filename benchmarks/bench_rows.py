@@ -35,7 +35,7 @@ from specdec.auto.calibration import measure_costs
 from specdec.engine.cache import crop_to
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, simd_summary
+from specdec.hardware import cpu_name, isa_limits, simd_summary
 from specdec.models import load_model
 
 
@@ -119,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
     split = forward_breakdown(model, prompt, rows, repeats=max(1, args.repeats // 5))
 
-    env = {"cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(),
+    env = {"cpu": cpu_name(), "cpu_flags": simd_summary(), "isa_limits": isa_limits(), "threads": torch.get_num_threads(),
            "dtype": args.dtype, "model": args.model,
            "python": platform.python_version(), "torch": torch.__version__,
            "transformers": transformers.__version__, "repeats": args.repeats}
-    print(f"# {env['cpu']}, {env['threads']} threads, {args.dtype}, torch {env['torch']}, "
+    capped = "".join(f" {k}={v}" for k, v in env["isa_limits"].items())
+    capped = f" capped by{capped}" if capped else ""
+    print(f"# {env['cpu']}{capped}, {env['threads']} threads, {args.dtype}, torch {env['torch']}, "
           f"transformers {env['transformers']}; {args.model}; medians of {args.repeats} interleaved rounds")
     print("# time relative to one row (ms for one row in brackets)")
     header = "".join(f"{m:>7d}" for m in rows)

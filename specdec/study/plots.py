@@ -60,7 +60,9 @@ def _empty(path: Path, what: str) -> None:
 def hardware_note(meta: dict) -> str:
     """One line naming where a run was measured (CPU, its matrix flags, threads, versions), from its meta JSON."""
     versions = meta.get("versions") or {}
+    limits = meta.get("isa_limits") or {}
     parts = [meta.get("gpu") or meta.get("cpu"), meta.get("cpu_flags") if not meta.get("gpu") else None,
+             "capped by " + " ".join(f"{k}={v}" for k, v in limits.items()) if limits and not meta.get("gpu") else None,
              f"{meta['threads']} threads" if meta.get("threads") else None,
              f"torch {versions['torch']}" if versions.get("torch") else None,
              f"transformers {versions['transformers']}" if versions.get("transformers") else None]

@@ -7,7 +7,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..hardware import cpu_flags, cpu_has_native_bf16, cpu_name, simd_summary
+from ..hardware import cpu_flags, cpu_has_native_bf16, cpu_name, isa_limits, simd_summary
 from .config import StudyConfig
 
 
@@ -38,7 +38,7 @@ def provenance(cfg: StudyConfig) -> dict:
     return {
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "specdec": __version__},
-        "git_commit": git_commit(), "cpu": cpu_name(), "cpu_flags": simd_summary(flags), "gpu": gpu,
+        "git_commit": git_commit(), "cpu": cpu_name(), "cpu_flags": simd_summary(flags), "isa_limits": isa_limits(), "gpu": gpu,
         "cpu_native_bf16": cpu_has_native_bf16(flags), "threads": torch.get_num_threads(),
         "dtype": cfg.dtype, "device": cfg.device, "config": cfg.fingerprint(),
         "grids": {"prompt_lengths": list(cfg.prompt_lengths), "max_tokens": list(cfg.max_tokens),

@@ -51,6 +51,8 @@ def test_plots_go_to_a_new_directory_and_name_the_hardware(tmp_path):
     assert hardware_note(meta) == ("Intel(R) Xeon(R) Processor, avx512_bf16 amx_bf16, 2 threads, torch 2.13.0+cpu, "
                                    "transformers 5.18.0")
     assert hardware_note({**meta, "gpu": "NVIDIA H200"}).startswith("NVIDIA H200, 2 threads")  # a GPU, not CPU flags
+    capped = hardware_note({**meta, "isa_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}})
+    assert capped.startswith("Intel(R) Xeon(R) Processor, avx512_bf16 amx_bf16, capped by ONEDNN_MAX_CPU_ISA=AVX2, 2 threads")
     assert hardware_note({}) == ""  # a CSV without its meta JSON: no footer
 
 
