@@ -15,13 +15,14 @@ so α̂ and the probe wait carry over from one generation to the next, like the 
 A token tree drafted with ``width`` (:mod:`specdec.engine.tree`) is priced per level: N levels
 cost N draft steps and a verify of at least N nodes (the tree keeps only the nodes that pay, at most
 its :func:`~specdec.engine.tree.tree_size`), α̂ is the chance a level is accepted, and N stops at
-``n_max // width`` levels (``n_max`` when ``max_nodes`` caps the verify). For a tree, α̂ only decides
-whether to draft at all: a drafting step asks for all its levels and the drafter grows the tree by the
-head's confidence (EAGLE-2) at :meth:`AutoPolicy.tree_price`, since a single α̂ misjudges how a
-tree's depth pays (``benchmarks/replay_tree.py``). A ``priced`` chain (a drafter that sizes its own
-drafts, like the feature head's) is priced the same way, as a tree one candidate wide: α̂ gates
-drafting, the head's confidence sets each draft's length. A grown draft's α̂ is the chance its first level
-is accepted (:meth:`AutoPolicy.observe`).
+``n_max // width`` levels (``n_max`` when ``max_nodes`` caps the verify). A tree is not gated by α̂:
+every step asks for all its levels and the drafter grows the tree by the head's confidence (EAGLE-2)
+at :meth:`AutoPolicy.tree_price`, down to no draft at all (a plain step) when none beats one, since a
+single α̂ misjudges how a tree's depth pays (``benchmarks/replay_tree.py``) and, where v jumps at the
+first drafted row (fp32 without AVX-512: v(1) 1.7), a noisy α̂ dipping under the break-even shut drafting
+off for whole generations. A ``priced`` chain (a drafter that sizes its own drafts, like the feature
+head's) is priced the same way, as a tree one candidate wide. A grown draft's α̂ (kept for the trace) is
+the chance its first level is accepted (:meth:`AutoPolicy.observe`); a hopeless pair never drafts.
 Verification is unchanged, so the output is exactly what fixed-N speculative decoding (and
 plain decoding) would give.
 """
@@ -104,7 +105,7 @@ class AutoPolicy:
     def observe(self, accepted: int, drafted: int) -> None:
         """Fold one step's outcome into S and F; steps that drafted nothing carry no evidence. A grown
         draft counts its first level only: the price ends drafts where the head turns unsure, so their
-        last levels fail more often than a level does, and counting them would starve the gate."""
+        last levels fail more often than a level does, and counting them would understate α̂."""
         if drafted <= 0:
             return
         if self.grows:
@@ -119,8 +120,15 @@ class AutoPolicy:
             self.observe(a, k)
         self._seen = len(stats.drafted_per_step)
         alpha = self.alpha
+        # a grown draft: every level on offer, the drafter's price sizes it, to none when none pays
+        n = (0 if self.hopeless else self.n_max) if self.grows else self._gated(alpha)
+        self.trace.append(n)
+        self.alpha_trace.append(alpha)
+        return n
+
+    def _gated(self, alpha: float) -> int:
+        """The N that α̂ makes best, or 0 (a plain step) with a one-draft probe once the wait is up."""
         n, _ = best_n(alpha, self.costs.c, self.level_cost, self.n_max)
-        pays = n > 0  # drafting pays at α̂ (else a plain step, or a one-level probe)
         if n > 0:
             self._probe_wait = 0
         elif self.probe_every > 0 and not self.hopeless:
@@ -133,10 +141,6 @@ class AutoPolicy:
                 n = 1
         if n > 0:
             self._plain_run = 0
-            if self.grows and pays:  # every level on offer, the draft sized by tree_price
-                n = self.n_max
-        self.trace.append(n)
-        self.alpha_trace.append(alpha)
         return n
 
 

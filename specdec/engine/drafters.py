@@ -201,6 +201,8 @@ class FeatureHeadDrafter(Drafter):
                 hidden = self.forward(hidden, token.view(1, 1))
                 self.forwards += 1
         keep = self.price.budget(torch.tensor(joint), len(tokens), len(tokens)) if joint else len(tokens)
+        if keep == 0:  # no draft beats a plain step at the price
+            return Draft(committed.new_empty(0))
         return Draft(torch.stack(tokens[:keep]), torch.stack(qs[:keep]) if qs else None)
 
     def _tree(self, hidden: torch.Tensor, depth: int) -> Draft:
@@ -242,6 +244,8 @@ class FeatureHeadDrafter(Drafter):
         if self.price is not None:
             budget = self.price.budget(all_scores, budget, levels)
         self.candidates = (torch.cat(tokens), torch.cat(parents), all_scores)  # for analysis (benchmarks/replay_tree.py)
+        if budget == 0:  # no tree beats a plain step at the price
+            return Draft(tok.new_empty(0))
         kept, kept_parents = rerank(*self.candidates, budget)
         return Draft(kept, None, kept_parents)
 

@@ -35,7 +35,8 @@ class TreePrice:
     A candidate's joint q is the head's estimate of the chance it is accepted, so nodes of joint q
     q_1 ≥ q_2 ≥ … yield 1 + Σ q tokens a step: the budget keeps the n likeliest that maximise tokens
     per cost, and a level is drafted while its best candidate could earn its head step and verify row
-    at that rate."""
+    at that rate. A draft whose best budget does not beat a plain step is not verified: the target
+    decodes one token instead (where v jumps at the first drafted row, e.g. fp32 without AVX-512)."""
 
     level: float
     verify: tuple[float, ...]
@@ -60,8 +61,10 @@ class TreePrice:
         return best + 1, float(per_cost[best])
 
     def budget(self, scores: torch.Tensor, cap: int, levels: int) -> int:
-        """How many of the candidates (joint log q ``scores``) to verify: :meth:`rate`'s n."""
-        return self.rate(scores, cap, levels)[0]
+        """How many of the candidates (joint log q ``scores``) to verify: :meth:`rate`'s n, or 0 (a plain
+        step) when that rate does not beat a plain step's 1 token after the same head steps, 1 / (levels·c + 1)."""
+        n, per_cost = self.rate(scores, cap, levels)
+        return n if per_cost > 1.0 / (levels * self.level + self.cost(0)) else 0
 
     def worth_expanding(self, frontier_scores: torch.Tensor, scores: torch.Tensor, cap: int, levels: int) -> bool:
         """Whether to draft one more level below the frontier: its likeliest child (joint q at most the

@@ -121,21 +121,25 @@ def test_padded_costs_price_each_n_at_the_block_it_pads_to():
     assert (padded.c, padded.target_step_s) == (costs.c, costs.target_step_s)
 
 
-def test_tree_policy_gates_drafting_as_a_chain_and_then_offers_every_level(pair, prompt):
+def test_a_grown_draft_is_offered_every_level_whatever_alpha_and_a_chain_is_gated(pair, prompt):
     from specdec.auto.theory import best_n
 
-    # c = 0.1, v(N) = 1 + 0.1 N. A priced tree verifies only the nodes that pay (one a level at the least),
-    # so α̂ gates it as a chain's.
+    # c = 0.1, v(N) = 1 + 0.1 N. A chain's N comes from α̂; a tree or a priced chain is offered every level
+    # each step and its drafter's price sizes the draft (to none when no draft beats a plain step).
     costs = Costs(0.01, 0.001, 0.1, {n: 1.0 + 0.1 * n for n in range(17)})
-    chain, tree = AutoPolicy(costs, n_max=5), AutoPolicy(costs, n_max=5, width=3)
+    chain, tree, priced = AutoPolicy(costs, n_max=5), AutoPolicy(costs, n_max=5, width=3), AutoPolicy(costs, priced=True)
     stats = GenerationStats()
-    for policy in (chain, tree):
+    for policy in (chain, tree, priced):
         policy.successes, policy.failures = 0.0, 8.0  # α̂ = 1.2 / 10 = 0.12
-    assert best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 0 and (chain(stats), tree(stats)) == (0, 0)
-    for policy in (chain, tree):
+    assert best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 0
+    assert (chain(stats), tree(stats), priced(stats)) == (0, 5, 16)
+    for policy in (chain, tree, priced):
         policy.successes, policy.failures = 1.0, 5.0  # α̂ = (1 + 1.2) / 8 = 0.275: one draft pays
     assert best_n(chain.alpha, 0.1, lambda n: 1.0 + 0.1 * n, 5)[0] == 1
-    assert (chain(stats), tree(stats)) == (1, 5)  # a tree is offered every level; the drafter grows it by tree_price
+    assert (chain(stats), tree(stats), priced(stats)) == (1, 5, 16)
+    hopeless = Costs(0.01, 0.001, 0.1, {n: 1.0 + 3.0 * n for n in range(17)})  # no draft pays even at α 0.9
+    assert AutoPolicy(hopeless, width=3).hopeless and AutoPolicy(hopeless, width=3)(stats) == 0
+    assert AutoPolicy(hopeless, priced=True)(stats) == 0  # the head is then never run
     price = tree.tree_price()
     assert price.level == pytest.approx(0.1)
     assert price.verify == pytest.approx(tuple(1.0 + 0.1 * n for n in range(16)))  # v(0 .. 5 levels of 3 nodes)

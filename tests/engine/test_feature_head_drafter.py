@@ -219,6 +219,28 @@ def test_a_priced_chain_drafts_the_prefix_its_confidence_pays_for(pair, prompt):
         assert mid.parents is None  # still a chain
 
 
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_draft_that_does_not_beat_a_plain_step_is_not_verified(pair, prompt, width):
+    """Where v jumps at the first drafted row, an unsure head drafts, finds no draft worth its verify, and
+    the step is a plain one: the output is still plain decoding's."""
+    target, _ = pair
+    head = _head(target)
+    committed = torch.cat([prompt, torch.tensor([[9]])], 1)
+    with torch.inference_mode():
+        d, none = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, (1.0, 50.0)), tree_width=width)
+        assert len(none) == 0 and none.parents is None and d.forwards >= 1  # the head ran, nothing kept
+    from specdec.auto.autotune import AutoPolicy
+    from specdec.auto.calibration import Costs
+
+    # v 3 from one drafted row on: at α 0.9, 4 drafts would pay (4.1 tokens for 3.04); a random head's q does not
+    policy = AutoPolicy(Costs(1.0, 0.01, 0.01, {0: 1.0, 1: 3.0}), priced=width == 1, width=width, n_max=4)
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    res = speculative_generate(target, None, prompt, num_draft_tokens=policy, max_new_tokens=NEW,
+                               drafter=FeatureHeadDrafter(head, tree_width=width))
+    assert res.tokens == ref and not policy.hopeless and set(policy.trace) == {4}  # every level offered ...
+    assert 0 in res.stats.drafted_per_step and res.stats.draft_forwards > 0  # ... and some steps drafted none
+
+
 def test_a_policy_that_leaves_sizes_to_the_drafter_refuses_one_that_cannot(pair, prompt):
     from specdec.auto.autotune import AutoPolicy
     from specdec.auto.calibration import Costs

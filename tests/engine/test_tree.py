@@ -163,6 +163,11 @@ def test_tree_price_keeps_the_budget_of_most_tokens_per_cost_and_expands_when_a_
     assert not price.worth_expanding(torch.tensor([math.log(0.25), math.log(0.1)]), scores, 32, 1)
     steep = TreePrice(0.1, (1.0, 1.05, 5.0))
     assert steep.budget(scores, 32, 1) == 1 and steep.cost(100) == 5.0  # no second node pays its row
+    # v jumps at the first drafted row (fp32 without AVX-512): a draft must beat a plain step after the same
+    # head steps, 1 / (c + 1) = 0.909 here, or none is verified
+    jump = TreePrice(0.1, (1.0, 1.7, 1.72, 1.74))
+    assert jump.budget(torch.tensor([0.4, 0.1]).log(), 32, 1) == 0  # best: n = 2, 1.5 / 1.82 = 0.82
+    assert jump.budget(torch.tensor([0.5, 0.2]).log(), 32, 1) == 2  # 1.7 / 1.82 = 0.934
     free = TreePrice(0.0, (1.0, 1.0))
     assert free.budget(scores, cap=3, levels=1) == 3 and free.worth_expanding(scores.min().view(1), scores, 3, 1)
     for level, verify in ((-0.1, (1.0, 1.0)), (0.1, (1.0,)), (0.1, (1.0, 0.0))):
