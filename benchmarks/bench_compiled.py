@@ -8,14 +8,12 @@ also compiles every graph, medians with min-max, hardware and versions saved.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import transformers
 
 from specdec.auto.floor import measure_memory_floor
 from specdec.baselines.hf_static import hf_static_generate
@@ -23,9 +21,9 @@ from specdec.engine.forward import Compiler
 from specdec.engine.loop import autoregressive_generate
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, simd_summary
 from specdec.models import load_model
 from specdec.study.prompts import prompts_for
+from specdec.study.provenance import machine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(t / T * 1e3)
     floor = measure_memory_floor(model)
     med = {name: statistics.median(v) for name, v in times.items()}
-    env = {"cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(), "dtype": args.dtype,
-           "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "model": args.model, "prompt_len": int(ids.shape[1]), "new_tokens": T, "repeats": args.repeats}
+    env = {**machine(), "dtype": args.dtype, "model": args.model, "prompt_len": int(ids.shape[1]), "new_tokens": T,
+           "repeats": args.repeats}
     print(f"# {env['cpu']} ({env['cpu_flags']}), {env['threads']} threads, {args.dtype}, torch {env['torch']}, "
           f"transformers {env['transformers']}; {args.model}, prompt {env['prompt_len']}, {T} new tokens")
     for name, v in times.items():

@@ -16,7 +16,6 @@ eager. Compiling happens in the warm-up, outside every timed call; its seconds a
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import transformers
 
 from specdec import autoregressive_generate, speculative_generate
 from specdec.baselines.hf_assisted import hf_assisted_generate
@@ -33,7 +31,7 @@ from specdec.baselines.hf_static import hf_static_generate
 from specdec.engine.forward import Compiler
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, simd_summary
+from specdec.study.provenance import machine
 from specdec.testing import FixtureSpec, fixture_pair
 
 
@@ -154,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_s = [asdict(r) for r in compiler.records]
     spec_res = speculative_generate(target, draft, prompt, N, T)
     env = {
-        "cpu": cpu_name(), "cpu_flags": simd_summary(), "threads": torch.get_num_threads(), "dtype": "float32",
-        "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "fixture": asdict(spec),
+        **machine(), "dtype": "float32", "fixture": asdict(spec),
         "prompt_len": args.prompt_len, "new_tokens": T, "n": N,
         "acceptance_rate": spec_res.stats.acceptance_rate, "tokens_per_step": spec_res.stats.tokens_per_step,
         "attention_eager": target.config._attn_implementation, "compile_records": compile_s,

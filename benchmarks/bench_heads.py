@@ -12,18 +12,16 @@ median c with min-max, the head's step in ms, its parameters and vocabulary.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from pathlib import Path
 
 import torch
-import transformers
 
 from specdec.auto.calibration import measure_costs
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, isa_limits, simd_summary
 from specdec.models import load_head, load_model
+from specdec.study.provenance import machine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['params_m']:.2f} M parameters, vocabulary {r['vocabulary']}")
     if args.out:
         atomic_write_json(args.out, {
-            "env": {"cpu": cpu_name(), "cpu_flags": simd_summary(), "isa_limits": isa_limits(),
-                    "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__},
+            "env": machine(),
             "target": args.target, "dtype": args.dtype, "prompt_len": args.prompt_len, "rounds": args.rounds,
             "repeats": args.repeats, "heads": rows})
     return 0

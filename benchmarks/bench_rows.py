@@ -18,7 +18,6 @@ says where a forward's time goes.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from collections import Counter
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import transformers
 from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache
 
@@ -35,8 +33,8 @@ from specdec.auto.calibration import measure_costs
 from specdec.engine.cache import crop_to
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, isa_limits, simd_summary
 from specdec.models import load_model
+from specdec.study.provenance import machine
 
 
 def linear_shapes(model: torch.nn.Module) -> Counter:
@@ -119,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
     split = forward_breakdown(model, prompt, rows, repeats=max(1, args.repeats // 5))
 
-    env = {"cpu": cpu_name(), "cpu_flags": simd_summary(), "isa_limits": isa_limits(), "threads": torch.get_num_threads(),
-           "dtype": args.dtype, "model": args.model,
-           "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "repeats": args.repeats}
+    env = {**machine(), "dtype": args.dtype, "model": args.model, "repeats": args.repeats}
     capped = "".join(f" {k}={v}" for k, v in env["isa_limits"].items())
     capped = f" capped by{capped}" if capped else ""
     print(f"# {env['cpu']}{capped}, {env['threads']} threads, {args.dtype}, torch {env['torch']}, "

@@ -16,22 +16,20 @@ before any timing).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
 
 import torch
-import transformers
 
 from specdec.auto.autotune import auto_policy
 from specdec.engine.drafters import FeatureHeadDrafter
 from specdec.engine.loop import autoregressive_generate, speculative_generate
 from specdec.engine.tree import tree_size
 from specdec.files import atomic_write_json
-from specdec.hardware import cpu_name, simd_summary
 from specdec.models.loading import load_head, load_model
 from specdec.study.prompts import prompts_for
+from specdec.study.provenance import machine
 
 DEFAULT_SHAPES = "3:0:2,6:0:2,6:0:3,6:0:4,6:32:6,8:0:4,4:0:4,4:0:6,6:32:auto"
 Shape = tuple[int, "int | None", "int | str"]
@@ -84,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return speculative_generate(target.model, None, ids, num_draft_tokens=depth, max_new_tokens=args.new_tokens,
                                     drafter=FeatureHeadDrafter(head, tree_width=width, tree_nodes=cap))
 
-    env = {"cpu": cpu_name(), "simd": simd_summary(), "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "threads": args.threads, "dtype": args.dtype}
+    env = {**machine(), "dtype": args.dtype}
     print(env)
     rows = []
     for set_name, prompts in sets.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from dataclasses import dataclass
 
@@ -105,16 +104,15 @@ def _recorder(drafter, records: list[dict], tags: dict):
 
 
 def _record(args) -> int:
-    import transformers
     from tqdm import tqdm
 
     from specdec.auto.autotune import auto_policy
     from specdec.engine.drafters import FeatureHeadDrafter
     from specdec.engine.loop import speculative_generate
     from specdec.files import atomic_write_json
-    from specdec.hardware import cpu_name, simd_summary
     from specdec.models.loading import load_head, load_model
     from specdec.study.prompts import prompts_for
+    from specdec.study.provenance import machine
 
     torch.set_num_threads(args.threads)
     target = load_model(args.target, dtype=args.dtype)
@@ -130,8 +128,7 @@ def _record(args) -> int:
             on_step = _recorder(drafter, records, {"set": set_name, "prompt": prompt.id})
             speculative_generate(target.model, None, torch.tensor([prompt.ids]), num_draft_tokens=args.depth,
                                  max_new_tokens=args.new_tokens, drafter=drafter, on_step=on_step)
-    env = {"cpu": cpu_name(), "simd": simd_summary(), "python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "threads": args.threads, "dtype": args.dtype}
+    env = {**machine(), "dtype": args.dtype}
     atomic_write_json(args.steps, {"env": env, "width": args.width, "nodes": args.nodes, "depth": args.depth,
                                    "new_tokens": args.new_tokens, "costs": costs.to_json(), "steps": records})
     print(f"{len(records)} steps -> {args.steps}")

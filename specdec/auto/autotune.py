@@ -30,6 +30,7 @@ plain decoding) would give.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from transformers import PreTrainedModel
@@ -75,9 +76,10 @@ class AutoPolicy:
     _plain_run: int = 0  # consecutive plain steps since the last draft
     _probe_wait: int = 0  # plain steps before the next probe (0: not yet backed off)
 
-    @property
+    @cached_property
     def hopeless(self) -> bool:
-        """True when no N ≥ 1 beats plain decoding even at α = ``alpha_ceiling``."""
+        """True when no N ≥ 1 beats plain decoding even at α = ``alpha_ceiling`` (once: a policy's costs and
+        settings are fixed for its life, and a grown draft asks every step)."""
         return best_n(self.alpha_ceiling, self.costs.c, self.level_cost, self.n_max)[0] == 0
 
     def level_cost(self, n: int) -> float:
