@@ -121,7 +121,7 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
     h.add_argument("--request-minutes", type=float, default=d.request_minutes,
                    help="the target answers everyday requests built from templates (how-to, code, arithmetic, ...)")
     h.add_argument("--request-templates", type=int, default=d.request_templates, choices=TEMPLATE_SETS,
-                   help="template set: 2 adds other phrasings to set 1 (set 1 made request_00000-00106)")
+                   help="template set: 2 adds other phrasings to set 1, 3 a third way to both (set 1 made request_00000-00106)")
     h.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
     h.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="answer length cap")
     h.add_argument("--feature-layers", default="",

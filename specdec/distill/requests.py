@@ -6,10 +6,12 @@ prompt set (``specdec/study/data/everyday.jsonl``): none of its requests or topi
 so that set stays an out-of-domain test. Arithmetic draws fresh numbers each time; summaries get a
 paragraph the target first writes itself (:data:`PARAGRAPH_REQUEST`).
 
-Two template sets: set 1 (``request_00000``-``00106`` of the bundled head's data) asks each kind in
+Three template sets: set 1 (``request_00000``-``00106`` of the bundled head's data) asks each kind in
 one or two phrasings; set 2 keeps set 1's draws for half the requests and otherwise asks in the many
-other ways people phrase the same kinds (questions, plans, recipes, notes to a group, code to read).
-A shard's set is in its metadata, so the committed shards regenerate from their commands.
+other ways people phrase the same kinds (questions, plans, recipes, notes to a group, code to read);
+set 3 keeps sets 1 and 2 for a quarter each and asks the rest in a third way (bugs to fix, replies and
+rewrites, titles for a paragraph, idioms and myths, requests at a counter). A shard's set is in its
+metadata, so the committed shards regenerate from their commands.
 """
 
 from __future__ import annotations
@@ -181,6 +183,73 @@ EXPLAIN_TAILS = ("", " Keep it simple.", " Use an everyday example.", " Avoid ja
                  " Explain it to a child.")
 
 
+# Set 3: a third way to ask each kind, with contents of its own (none from the study's everyday prompt set).
+HOWTO_ASKS_3 = ("I keep failing to {t}. What am I doing wrong?", "Explain, step by step, how to {t}.",
+                "A friend asked me how to {t}. What should I tell them?", "What are the first three things to do to {t}?",
+                "Could you write me a checklist to {t}?", "I have one free afternoon. How can I {t}?",
+                "What tools do I need to {t}, and how do I use them?")
+HOWTO_TASKS_3 = (
+    "patch a small hole in a plaster wall", "fix a squeaky door hinge", "get chewing gum off my trousers",
+    "set up a freshwater aquarium", "learn to juggle three balls", "write a cover letter for an internship",
+    "organise my email inbox", "choose a laptop for university", "defrost a freezer", "keep cut flowers fresh",
+    "get my bike ready for winter", "plan a surprise party", "settle a rescue dog into a new home", "start meditating",
+    "keep ants out of my kitchen", "knit a simple scarf", "move house with less stress", "build a small bookshelf",
+    "clean an oven without harsh chemicals", "get a toddler to eat vegetables", "make granola at home",
+    "teach my parents to make video calls",
+)
+BUGGY = (
+    ("This function should tell whether n is even, but it gives the wrong answer. Fix it.",
+     "def is_even(n):\n    return n % 2 == 1\n\nprint(is_even({n}))"),
+    ("This loop should add up the numbers from 1 to {n}, but the total is too small. Why?",
+     "total = 0\nfor i in range(1, {n}):\n    total += i\nprint(total)"),
+    ("This code crashes with an IndexError. Explain why and fix it.",
+     "names = ['{a}', '{b}']\nfor i in range(len(names) + 1):\n    print(names[i])"),
+    ("This function should return the largest value, but it returns the wrong one for negative numbers. Fix it.",
+     "def largest(values):\n    best = 0\n    for v in values:\n        if v > best:\n            best = v\n    return best"),
+)
+CLASSES = (("a bank account", "deposit and withdraw money"), ("a to-do list", "add, remove and list tasks"),
+           ("a rectangle", "compute its area and perimeter"), ("a library book", "borrow and return it"),
+           ("a shopping cart", "add items and compute the total"), ("a stopwatch", "start, stop and reset it"))
+REGEX = ("a date written as YYYY-MM-DD", "a hexadecimal colour such as #a1b2c3", "a time in 24-hour format",
+         "a word that starts with a capital letter", "a phone number of exactly ten digits")
+SHELL = ("counts the lines in every .txt file in a folder", "finds the ten largest files in my home directory",
+         "renames every .jpeg file in a folder to .jpg", "shows which process is using port 8080",
+         "prints the last 20 lines of a log file and keeps following it")
+BLUNT = ("Send me the report now.", "Your delivery was late again. Fix it.", "I can't come tomorrow.",
+         "Why haven't you answered my email?", "The meeting is cancelled.", "Stop parking in front of my garage.")
+INCOMING = ("Hi, can we move our call to Thursday afternoon?",
+            "Thanks for your order. Could you confirm your delivery address?",
+            "Would you like to join our club's picnic on Sunday?", "Your subscription ends next week. Do you want to renew?",
+            "We would like to invite you for a second interview next Wednesday.")
+COMPLAINTS = ("a parcel that arrived damaged", "a noisy hotel room", "a train ticket charged twice",
+              "a gym that keeps cancelling my class", "a phone repair that took three weeks", "a cold meal delivered late")
+CANCEL = ("my gym membership", "a dentist appointment", "a hotel booking for next month", "a magazine subscription",
+          "my place on a cooking course")
+SUMMARY_ASKS_3 = ("Summarise this for a ten-year-old:\n\n{paragraph}",
+                  "In two sentences, what does this paragraph say?\n\n{paragraph}",
+                  "Give this paragraph a title and a one-sentence summary.\n\n{paragraph}",
+                  "{paragraph}\n\nWhat are the two most important points above?",
+                  "Turn this paragraph into three short bullet points:\n\n{paragraph}",
+                  "{paragraph}\n\nCan you sum that up in a sentence?")
+PARAGRAPH_TOPICS_3 = ("hot air balloons", "school gardens", "the invention of the radio", "migrating birds",
+                      "street food markets", "deep sea fish", "four-day working weeks", "the pyramids of Egypt",
+                      "night buses", "sleep in teenagers", "cloud computing", "the history of maps", "octopuses",
+                      "solar eclipses", "board games")
+WANTS = ("I would like", "We need", "Do you have", "I am looking for")
+WANTED = ("a room with two beds", "a table near the window", "a cheaper ticket", "a map of the old town",
+          "something for a headache", "a charger for my phone", "a smaller size")
+WANT_TAILS = ("", " for tonight", ", please", " before Friday")
+TRANSLATE_ASKS_3 = ('How would I say "{s}" politely in {L}?', 'Translate into {L} and explain the word order: "{s}"',
+                    'Give me the {L} for: "{s}"', 'I need this in {L}: "{s}"')
+PHENOMENA_3 = ("our ears pop on a plane", "bread goes stale", "stars twinkle", "we get goosebumps",
+               "a rubbed balloon sticks to a wall", "the sky turns red at sunset", "bicycles stay upright when moving")
+EVENTS = ("you put metal in a microwave", "a country prints too much money", "a bee stings you",
+          "the body does not get enough water", "a phone battery gets very cold", "two tectonic plates collide")
+MYTHS = ("goldfish only remember things for three seconds", "lightning never strikes the same place twice",
+         "we only use ten percent of our brains", "cracking your knuckles causes arthritis", "bulls hate the colour red")
+IDIOMS = ("break the ice", "a piece of cake", "once in a blue moon", "hit the nail on the head", "under the weather",
+          "cost an arm and a leg")
+
 @dataclass
 class Request:
     """One everyday request; for a summary, ``text`` holds ``{paragraph}`` until the target writes it."""
@@ -313,8 +382,73 @@ def _howto2(r: random.Random) -> str:
     return r.choice(HOWTO_ASKS).format(t=r.choice(HOWTO_TASKS + HOWTO_TASKS_2), w=r.choice((2, 3, 6)))
 
 
-# Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). Neither set's draws may
-# change: the committed request shards came from them (set 1: 00000-00106, set 2: 00107-00160; tests pin both).
+
+def _howto3(r: random.Random) -> str:
+    return r.choice(HOWTO_ASKS_3).format(t=r.choice(HOWTO_TASKS_3))
+
+
+def _code3(r: random.Random) -> str:
+    pick = r.random()
+    if pick < 0.35:
+        ask, code = r.choice(BUGGY)
+        a, b = r.sample(NAMES, 2)
+        n = r.randint(5, 50)
+        return f"{ask.format(n=n)}\n\n{code.format(n=n, a=a, b=b)}"
+    if pick < 0.6:
+        thing, does = r.choice(CLASSES)
+        return f"Write a {r.choice(('Python', 'Java', 'JavaScript'))} class for {thing} that can {does}."
+    if pick < 0.8:
+        return f"Write a regular expression that matches {r.choice(REGEX)}, and explain each part."
+    return f"Give me a shell command that {r.choice(SHELL)}."
+
+
+def _arithmetic3(r: random.Random) -> str:
+    a, b, n, m, p = r.randint(20, 90), r.randint(2, 15), r.randint(2, 9), r.randint(3, 12), r.choice((10, 20, 25, 30, 40))
+    name, other = r.sample(NAMES, 2)
+    forms = (
+        f"{name} is {a} years old and {other} is {b} years younger. How old will {other} be in {n} years?",
+        f"A tank holds {a * 10} litres and fills at {n} litres per minute. How long until it is half full?",
+        f"I earn {a * 100} dollars a month and spend {p}% of it on rent. How much is left?",
+        f"What is {a} squared minus {b} squared? Show a quick way to work it out.",
+        f"A phone costs {a * 10} dollars, or {m} monthly payments of {a * 10 // m + r.randint(2, 9)} dollars. "
+        "How much more do the payments cost in total?",
+        f"A class has {a} students and {p}% of them walk to school. How many walk?",
+        f"How many seconds are there in {n} hours and {m} minutes?",
+        f"{name} runs {n} km in {a // 2 + n * 5} minutes. What is the average time per kilometre?",
+        f"Is {a * n + 1} a prime number? Explain how you checked.",
+        f"What is {n}/{m + n} plus {b}/{m + n}? Simplify the answer.",
+    )
+    return r.choice(forms)
+
+
+def _email3(r: random.Random) -> str:
+    return r.choice((
+        f"Write a complaint email about {r.choice(COMPLAINTS)}, asking for "
+        f"{r.choice(('a refund', 'a replacement', 'an apology'))}.",
+        f'Rewrite this message so that it sounds polite: "{r.choice(BLUNT)}"',
+        f'Write a reply to this email, saying yes: "{r.choice(INCOMING)}"',
+        f'Write a reply to this email, saying no kindly: "{r.choice(INCOMING)}"',
+        f"Write a {r.choice(EMAIL_TONES)} email to cancel {r.choice(CANCEL)}.",
+    ))
+
+
+def _translation3(r: random.Random) -> str:
+    s = r.choice((f"{r.choice(WANTS)} {r.choice(WANTED)}{r.choice(WANT_TAILS)}.", _sentence2(r)))
+    if s.startswith("Do you have"):
+        s = s[:-1] + "?"
+    return r.choice(TRANSLATE_ASKS_3).format(L=r.choice(LANGUAGES), s=s)
+
+
+def _explain3(r: random.Random) -> str:
+    tail = r.choice(EXPLAIN_TAILS)
+    return r.choice((
+        f"Why is it that {r.choice(PHENOMENA_3)}?{tail}",
+        f"What happens when {r.choice(EVENTS)}?{tail}", f"Is it true that {r.choice(MYTHS)}?{tail}",
+        f'What does "{r.choice(IDIOMS)}" mean? Use it in a sentence.',
+    ))
+
+# Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). No set's draws may
+# change: the committed request shards came from them (set 1: 00000-00106, set 2: 00107-00221; tests pin them).
 _TEMPLATES = {
     1: {"how-to": lambda r: f"How do I {r.choice(HOWTO_TASKS)}?{r.choice(HOWTO_FORMATS)}",
         "code": _code, "arithmetic": _arithmetic,
@@ -327,7 +461,12 @@ _TEMPLATES = {
         "summary": lambda r: (r.choice(SUMMARY_ASKS_2), r.choice(PARAGRAPH_TOPICS + PARAGRAPH_TOPICS_2)),
         "translation": lambda r: r.choice(TRANSLATE_ASKS).format(L=r.choice(LANGUAGES), s=_sentence2(r)),
         "explanation": _explain2},
+    3: {"how-to": _howto3, "code": _code3, "arithmetic": _arithmetic3, "email": _email3,
+        "summary": lambda r: (r.choice(SUMMARY_ASKS_3), r.choice(PARAGRAPH_TOPICS_3)),
+        "translation": _translation3, "explanation": _explain3},
 }
+# Which set's templates a request of each set draws from: (set, cumulative share); one entry draws nothing.
+_MIX = {1: ((1, 1.0),), 2: ((2, 0.5), (1, 1.0)), 3: ((3, 0.5), (2, 0.75), (1, 1.0))}
 TEMPLATE_SETS = tuple(_TEMPLATES)
 
 
@@ -339,10 +478,12 @@ def check_template_set(templates: int) -> None:
 
 def make_request(r: random.Random, templates: int = 2) -> Request:
     """One request of a kind drawn uniformly from :data:`REQUEST_KINDS`, from template set ``templates``
-    (set 2 draws set 1's templates for half its requests)."""
+    (set 2 draws set 1's templates for half its requests; set 3 sets 1 and 2's for a quarter each)."""
     check_template_set(templates)
     kind = r.choice(REQUEST_KINDS)
-    drawn = _TEMPLATES[2 if templates == 2 and r.random() < 0.5 else 1][kind](r)
+    mix = _MIX[templates]
+    u = r.random() if len(mix) > 1 else 0.0
+    drawn = _TEMPLATES[next(k for k, share in mix if u < share)][kind](r)
     if kind == "summary":
         return Request(drawn[0], kind, drawn[1])
     return Request(drawn, kind)
