@@ -448,7 +448,7 @@ def _explain3(r: random.Random) -> str:
     ))
 
 # Per set, per kind: the request's text (summaries: (ask with {paragraph}, topic)). No set's draws may
-# change: the committed request shards came from them (set 1: 00000-00106, set 2: 00107-00221; tests pin them).
+# change: the committed request shards came from them (set 1: 00000-00106, set 2: 00107-00224; tests pin them).
 _TEMPLATES = {
     1: {"how-to": lambda r: f"How do I {r.choice(HOWTO_TASKS)}?{r.choice(HOWTO_FORMATS)}",
         "code": _code, "arithmetic": _arithmetic,
