@@ -403,7 +403,7 @@ def _code3(r: random.Random) -> str:
 
 
 def _arithmetic3(r: random.Random) -> str:
-    a, b, n, m, p = r.randint(20, 90), r.randint(2, 15), r.randint(2, 9), r.randint(3, 12), r.choice((10, 20, 25, 30, 40))
+    a, b, n, m, p = r.randint(20, 90), r.randint(2, 15), r.randint(2, 9), r.randint(3, 12), r.choice((10, 20, 30, 40, 50))
     name, other = r.sample(NAMES, 2)
     forms = (
         f"{name} is {a} years old and {other} is {b} years younger. How old will {other} be in {n} years?",
@@ -412,7 +412,7 @@ def _arithmetic3(r: random.Random) -> str:
         f"What is {a} squared minus {b} squared? Show a quick way to work it out.",
         f"A phone costs {a * 10} dollars, or {m} monthly payments of {a * 10 // m + r.randint(2, 9)} dollars. "
         "How much more do the payments cost in total?",
-        f"A class has {a} students and {p}% of them walk to school. How many walk?",
+        f"A class has {n * 10} students and {p}% of them walk to school. How many walk?",
         f"How many seconds are there in {n} hours and {m} minutes?",
         f"{name} runs {n} km in {a // 2 + n * 5} minutes. What is the average time per kilometre?",
         f"Is {a * n + 1} a prime number? Explain how you checked.",

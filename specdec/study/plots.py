@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -71,7 +72,9 @@ def hardware_note(meta: dict) -> str:
 
 def _save(fig, path: Path, note: str = "") -> None:
     fig.tight_layout()
-    if note:  # the hardware below the axes, so a figure taken alone still says where it was measured
+    if note:  # the hardware below the axes, so a figure taken alone still says where it was measured;
+        # wrapped to the figure's width (about 17 characters an inch at 7 pt), or a long line widens the figure
+        note = textwrap.fill(note, width=int(fig.get_figwidth() * 17), break_on_hyphens=False)
         fig.text(0.01, -0.01, note, fontsize=7, color="dimgray", ha="left", va="top")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)

@@ -2,6 +2,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import matplotlib.image
 import pandas as pd
 
 from specdec.auto.theory import predicted_speedup
@@ -54,6 +55,21 @@ def test_plots_go_to_a_new_directory_and_name_the_hardware(tmp_path):
     capped = hardware_note({**meta, "isa_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}})
     assert capped.startswith("Intel(R) Xeon(R) Processor, avx512_bf16 amx_bf16, capped by ONEDNN_MAX_CPU_ISA=AVX2, 2 threads")
     assert hardware_note({}) == ""  # a CSV without its meta JSON: no footer
+
+
+def test_a_long_hardware_note_wraps_instead_of_widening_the_figure(tmp_path):
+    plain = [_png_width(p) for p in make_plots(_csv(tmp_path), tmp_path / "plain")]
+    meta_path = tmp_path / "experiment_results.meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(cpu="Intel(R) Xeon(R) Processor", cpu_flags=" ".join(f"flag_{i}" for i in range(40)), threads=2,
+                isa_limits={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"})
+    meta_path.write_text(json.dumps(meta))
+    noted = [_png_width(p) for p in make_plots(tmp_path / "experiment_results.csv", tmp_path / "noted")]
+    assert all(w <= 1.05 * p for w, p in zip(noted, plain)), (noted, plain)
+
+
+def _png_width(path: Path) -> int:
+    return matplotlib.image.imread(path).shape[1]
 
 
 def test_summary_reports_best_n_and_others(tmp_path):
