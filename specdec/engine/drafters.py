@@ -187,14 +187,16 @@ class FeatureHeadDrafter(Drafter):
             return self._tree(hidden, n)
         tokens, qs, joint = [], [], []  # joint: each draft's joint log q, for a price
         for i in range(n):
-            logits = self.model.logits(hidden)[0, -1, : self.vocab_size]
-            token, q = self.choose(logits)
-            tokens.append(token)
-            if q is not None:
+            if self.params.greedy:  # the argmax of the head's own columns: no full-vocabulary row
+                top_logq, top_id = self.model.top_tokens(hidden[0, -1], 1, self.vocab_size)
+                token, logq = top_id[0], top_logq[0]
+            else:
+                token, q = self.choose(self.model.logits(hidden)[0, -1, : self.vocab_size])
                 qs.append(q)
+                logq = q[token].log()
+            tokens.append(token)
             if self.price is not None:
-                logq = q.log() if q is not None else logits.float().log_softmax(-1)
-                joint.append((joint[-1] if joint else 0.0) + float(logq[token]))
+                joint.append((joint[-1] if joint else 0.0) + float(logq))
                 if not self.price.worth_expanding(torch.tensor(joint[-1:]), torch.tensor(joint), i + 1, i + 1):
                     break
             if i + 1 < n:  # the head's output stands in for the feature the target has not computed

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import LlamaConfig, LlamaModel
+from transformers import DynamicCache, LlamaConfig, LlamaModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..files import atomic_path, atomic_write_text
@@ -145,8 +145,19 @@ class FeatureHead(nn.Module):
         positions follow the cache unless ``position_ids`` are given (training's unrolled steps)."""
         embeds = self.target_embed[0](next_tokens).to(features.dtype)
         x = self.fc(torch.cat([embeds, features], dim=-1))
+        if x.shape[1] == 1 and isinstance(past_key_values, DynamicCache) and position_ids is None and attention_mask is None:
+            return self._one_row(x, past_key_values)
         return self.body(inputs_embeds=x, past_key_values=past_key_values, use_cache=past_key_values is not None,
                          position_ids=position_ids, attention_mask=attention_mask).last_hidden_state
+
+    def _one_row(self, x: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """The body's forward for one new row over a dynamic cache, its layer called directly: one row
+        sees every cached position, so no mask is built (the body's own call costs ~0.3 ms more a step)."""
+        position_ids = torch.full((1, 1), cache.get_seq_length(), dtype=torch.long, device=x.device)
+        rotary = self.body.rotary_emb(x, position_ids=position_ids)
+        for layer in self.body.layers:
+            x = layer(x, position_ids=position_ids, past_key_values=cache, use_cache=True, position_embeddings=rotary)
+        return self.body.norm(x)
 
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the head's own columns (``draft_vocab``, or the full vocabulary)."""

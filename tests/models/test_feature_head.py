@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
 from specdec.testing import FixtureSpec, fixture_pair, random_model
@@ -27,6 +28,27 @@ def test_step_predicts_one_feature_per_position_and_logits_span_the_vocabulary(t
         out = head.step(head.features(hs)[:, :-1], ids[:, 1:])
     assert out.shape == (1, 6, 64)
     assert head.logits(out).shape == (1, 6, 256)
+
+
+@pytest.mark.parametrize("feature_layers", [None, [1, 2]])
+def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, feature_layers):
+    head = _head(target, feature_layers=feature_layers)
+    feats, ids = torch.randn(1, 9, 64), torch.randint(0, 256, (1, 9))
+    mine, body = DynamicCache(), DynamicCache()
+    with torch.no_grad():
+        head.step(feats[:, :5], ids[:, :5], mine)
+        head.step(feats[:, :5], ids[:, :5], body)
+        for t in range(5, 9):
+            out = head.step(feats[:, t:t + 1], ids[:, t:t + 1], mine)
+            x = head.fc(torch.cat([head.target_embed[0](ids[:, t:t + 1]), feats[:, t:t + 1]], dim=-1))
+            ref = head.body(inputs_embeds=x, past_key_values=body, use_cache=True).last_hidden_state
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        mine.crop(-2), body.crop(-2)  # a rejection, then a step from the rolled-back cache
+        out = head.step(feats[:, 7:8], ids[:, 7:8], mine)
+        x = head.fc(torch.cat([head.target_embed[0](ids[:, 7:8]), feats[:, 7:8]], dim=-1))
+        torch.testing.assert_close(out, head.body(inputs_embeds=x, past_key_values=body, use_cache=True).last_hidden_state,
+                                   rtol=1e-5, atol=1e-6)
+    assert mine.get_seq_length() == body.get_seq_length() == 8
 
 
 def test_reduced_vocabulary_scores_only_its_ids(target):
