@@ -35,19 +35,21 @@ def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, 
     head = _head(target, feature_layers=feature_layers)
     feats, ids = torch.randn(1, 9, 64), torch.randint(0, 256, (1, 9))
     mine, body = DynamicCache(), DynamicCache()
+
+    def check(t):  # row t, one step over each cache: the head's own against the body's full forward
+        out = head.step(feats[:, t:t + 1], ids[:, t:t + 1], mine)
+        x = head.fc(torch.cat([head.target_embed[0](ids[:, t:t + 1]), feats[:, t:t + 1]], dim=-1))
+        ref = head.body(inputs_embeds=x, past_key_values=body, use_cache=True).last_hidden_state
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
     with torch.no_grad():
         head.step(feats[:, :5], ids[:, :5], mine)
         head.step(feats[:, :5], ids[:, :5], body)
         for t in range(5, 9):
-            out = head.step(feats[:, t:t + 1], ids[:, t:t + 1], mine)
-            x = head.fc(torch.cat([head.target_embed[0](ids[:, t:t + 1]), feats[:, t:t + 1]], dim=-1))
-            ref = head.body(inputs_embeds=x, past_key_values=body, use_cache=True).last_hidden_state
-            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-        mine.crop(-2), body.crop(-2)  # a rejection, then a step from the rolled-back cache
-        out = head.step(feats[:, 7:8], ids[:, 7:8], mine)
-        x = head.fc(torch.cat([head.target_embed[0](ids[:, 7:8]), feats[:, 7:8]], dim=-1))
-        torch.testing.assert_close(out, head.body(inputs_embeds=x, past_key_values=body, use_cache=True).last_hidden_state,
-                                   rtol=1e-5, atol=1e-6)
+            check(t)
+        mine.crop(-2)  # a rejection, then a step from the rolled-back cache
+        body.crop(-2)
+        check(7)
     assert mine.get_seq_length() == body.get_seq_length() == 8
 
 
