@@ -129,6 +129,9 @@ def add_head_args(h: argparse.ArgumentParser) -> None:
     h.add_argument("--head-vocab", type=int, default=t.head_vocab,
                    help="K > 0: the head's own output layer over the K ids the data uses most (0: the target's); "
                         "with --init-from, a K below the saved head's cuts its vocabulary to those K")
+    h.add_argument("--head-layers", type=int, default=t.head_layers,
+                   help="decoder layers in the head; with --init-from, more than the saved head's adds layers that "
+                        "start as no-ops (the head computes what it did, then trains)")
     h.add_argument("--init-from", default=t.init_from,
                    help="start from this saved head (a new stage: its weights and vocabulary, a fresh schedule)")
     h.add_argument("--train-minutes", type=float, default=t.minutes, help="training budget (0: build the data only)")
@@ -170,7 +173,8 @@ def run_head(args: dict) -> None:
     layers = tuple(int(x) for x in args["feature_layers"].split(",") if x.strip())
     train_head(HeadTrainConfig(
         target=args["target"], data_dir=args["data_dir"], out_dir=args["out_dir"], feature_layers=layers,
-        head_vocab=args["head_vocab"], minutes=args["train_minutes"], max_steps=args["max_steps"], lr=args["lr"],
+        head_vocab=args["head_vocab"], head_layers=args["head_layers"], minutes=args["train_minutes"],
+        max_steps=args["max_steps"], lr=args["lr"],
         warmup=args["warmup"], batch_tokens=args["batch_tokens"], ttt_steps=args["ttt_steps"], noise=args["noise"],
         text_frac=args["text_frac"], eval_every_s=args["eval_every_s"], target_dtype=args["dtype"],
         device=args["device"], seed=args["seed"], init_from=args["init_from"], max_heldout=args["max_heldout"],

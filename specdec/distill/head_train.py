@@ -59,6 +59,7 @@ class HeadTrainConfig:
     out_dir: str = "distill_work/head"
     feature_layers: tuple[int, ...] = ()  # empty: the last hidden state (EAGLE-1)
     head_vocab: int = 0  # > 0: the head's own output layer over the K ids the data uses most
+    head_layers: int = 1  # decoder layers; with init_from, more than the saved head's grows it (new layers start as no-ops)
     minutes: float = 30.0
     max_steps: int = 0
     lr: float = 1e-3
@@ -316,11 +317,13 @@ def train_head(cfg: HeadTrainConfig) -> Path:
         now = head.head_config.draft_vocab or list(range(target.config.vocab_size))
         if 0 < cfg.head_vocab < len(now):  # cut the readout to the ids the data uses most
             head = head.restricted(choose_head_vocab(train, cfg.head_vocab, special, set(now)), target)
-        log.info("starting from the head %s, vocabulary %d of its %d ids", cfg.init_from,
-                 len(head.head_config.draft_vocab or now), len(now))
+        if cfg.head_layers > head.head_config.num_layers:
+            head = head.grown(cfg.head_layers, target)
+        log.info("starting from the head %s, vocabulary %d of its %d ids, %d layers", cfg.init_from,
+                 len(head.head_config.draft_vocab or now), len(now), head.head_config.num_layers)
     else:
         vocab = choose_head_vocab(train, cfg.head_vocab, special) if cfg.head_vocab > 0 else None
-        hcfg = FeatureHeadConfig.for_target(target, cfg.target, list(cfg.feature_layers) or None, vocab)
+        hcfg = FeatureHeadConfig.for_target(target, cfg.target, list(cfg.feature_layers) or None, vocab, cfg.head_layers)
         head = FeatureHead(hcfg, target, dtype=torch.float32)
     head.train()
     columns = head_columns(head, target.config.vocab_size, target.device)

@@ -1,9 +1,9 @@
 """A draft head that reads the target's own hidden states (EAGLE, Li et al. 2024).
 
-One Llama decoder layer over ``fc(concat(embed(x_{t+1}), g_t))``, where ``g_t`` is the target's
-feature at position t (EAGLE-1: its last hidden state; with several ``feature_layers``, a learned
-fusion of low, middle and high layers as in EAGLE-3) and ``embed`` is the target's own embedding.
-The layer's output predicts the target's next feature; the target's LM head (or a reduced head of
+One Llama decoder layer (or ``num_layers``) over ``fc(concat(embed(x_{t+1}), g_t))``, where ``g_t``
+is the target's feature at position t (EAGLE-1: its last hidden state; with several ``feature_layers``,
+a learned fusion of low, middle and high layers as in EAGLE-3) and ``embed`` is the target's own
+embedding. Its output predicts the target's next feature; the target's LM head (or a reduced head of
 the head's own over ``draft_vocab``, EAGLE-3 / FR-Spec) reads it out. While drafting, the head's
 output stands in for the feature the target has not computed yet.
 
@@ -48,6 +48,7 @@ class FeatureHeadConfig:
     num_attention_heads: int
     num_key_value_heads: int
     intermediate_size: int
+    num_layers: int = 1  # decoder layers in the head's body (EAGLE: 1; configs saved before it read as 1)
     rms_norm_eps: float = 1e-5
     rope_parameters: dict = field(default_factory=lambda: {"rope_type": "default", "rope_theta": 10000.0})
     max_position_embeddings: int = 2048
@@ -56,23 +57,24 @@ class FeatureHeadConfig:
 
     @classmethod
     def for_target(cls, target: Any, name: str, feature_layers: list[int] | None = None,
-                   draft_vocab: list[int] | None = None) -> FeatureHeadConfig:
-        """A head shaped like one layer of ``target`` (EAGLE-1 reads the last hidden state by default)."""
+                   draft_vocab: list[int] | None = None, num_layers: int = 1) -> FeatureHeadConfig:
+        """A head shaped like ``num_layers`` layers of ``target`` (EAGLE-1 reads the last hidden state by default)."""
         c = target.config
         layers = list(feature_layers) if feature_layers else [c.num_hidden_layers]
         rope = getattr(c, "rope_parameters", None) or {"rope_type": "default", "rope_theta": 10000.0}
         return cls(target_name=name, target_hidden_size=c.hidden_size, target_num_layers=c.num_hidden_layers,
                    target_vocab_size=c.vocab_size, feature_layers=layers,
                    num_attention_heads=c.num_attention_heads, num_key_value_heads=c.num_key_value_heads,
-                   intermediate_size=c.intermediate_size, rms_norm_eps=c.rms_norm_eps, rope_parameters=dict(rope),
+                   intermediate_size=c.intermediate_size, num_layers=num_layers, rms_norm_eps=c.rms_norm_eps,
+                   rope_parameters=dict(rope),
                    max_position_embeddings=c.max_position_embeddings,
                    draft_vocab=sorted(set(draft_vocab)) if draft_vocab is not None else None,
                    embedding_signature=embedding_signature(target))
 
     def llama_config(self, vocab_size: int) -> LlamaConfig:
-        """The one-layer Llama config of the head's body (``vocab_size``: what its logits span)."""
+        """The Llama config of the head's body (``vocab_size``: what its logits span)."""
         return LlamaConfig(vocab_size=vocab_size, hidden_size=self.target_hidden_size,
-                           intermediate_size=self.intermediate_size, num_hidden_layers=1,
+                           intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
                            num_attention_heads=self.num_attention_heads, num_key_value_heads=self.num_key_value_heads,
                            rms_norm_eps=self.rms_norm_eps, rope_parameters=dict(self.rope_parameters),
                            max_position_embeddings=self.max_position_embeddings, tie_word_embeddings=False,
@@ -199,6 +201,22 @@ class FeatureHead(nn.Module):
             with torch.no_grad():
                 cut.lm_head.weight.copy_(self.lm_head.weight[torch.searchsorted(self.vocab_ids, cut.vocab_ids)])
         return cut.train(self.training)
+
+    def grown(self, num_layers: int, target: Any) -> FeatureHead:
+        """A copy with ``num_layers`` decoder layers, the new ones after the old and their output
+        projections zero, so it computes what this head does until training moves them (more capacity
+        without starting over)."""
+        if num_layers < self.head_config.num_layers:
+            raise ValueError(f"a head cannot shrink: it has {self.head_config.num_layers} layers, asked for {num_layers}")
+        big = FeatureHead(replace(self.head_config, num_layers=num_layers), target, dtype=self.dtype)
+        missing, unexpected = big.load_state_dict(self.state_dict(), strict=False)
+        new = range(self.head_config.num_layers, num_layers)
+        assert not unexpected and all(int(k.split(".")[2]) in new for k in missing), (missing, unexpected)
+        with torch.no_grad():
+            for i in new:
+                big.body.layers[i].self_attn.o_proj.weight.zero_()
+                big.body.layers[i].mlp.down_proj.weight.zero_()
+        return big.train(self.training)
 
     def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool = True,
                 logits_to_keep: int = 0, attention_mask: torch.Tensor | None = None, **_: Any) -> CausalLMOutputWithPast:

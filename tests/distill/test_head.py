@@ -206,7 +206,9 @@ def test_heldout_answers_take_each_kind_in_turn():
     assert len(heldout_answers(seqs, 0.05, 10_000)) == sum(is_heldout(s.key, 0.05) for s in seqs[:800])
 
 
-def test_a_new_stage_starts_from_a_saved_head_with_its_vocabulary(tmp_path):
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_new_stage_starts_from_a_saved_head_with_its_vocabulary(tmp_path, layers):
+    """With more layers the saved head grows; either way step 0 scores the saved head as it was."""
     target_dir, _ = save_tiny_pair(tmp_path / "pair")
     data = tmp_path / "data"
     data.mkdir()
@@ -215,10 +217,11 @@ def test_a_new_stage_starts_from_a_saved_head_with_its_vocabulary(tmp_path):
                 heldout_frac=0.2, warmup=2, target_dtype="float32")
     first = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s1"), head_vocab=64, max_steps=6))
     second = train_head(HeadTrainConfig(**base, out_dir=str(tmp_path / "s2"), head_vocab=64, max_steps=2,
-                                        init_from=str(first)))
+                                        init_from=str(first), head_layers=layers))
     target = tiny_pair()[0].model
     head1, head2 = load_feature_head(first, target), load_feature_head(second, target)
     assert head2.head_config.draft_vocab == head1.head_config.draft_vocab  # its own vocabulary, not a new one
+    assert (head1.head_config.num_layers, head2.head_config.num_layers) == (1, layers)
     with (first / "training_log.csv").open() as f:
         best1 = max(float(r["heldout_agreement"]) for r in csv.DictReader(f))
     with (second / "training_log.csv").open() as f:

@@ -19,12 +19,12 @@ def _head(target, seed=0, **kw):
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
-@pytest.mark.parametrize("layers", [None, [2, 4, 6]])
-def test_greedy_output_equals_plain_decoding(pair, prompt, n, layers):
+@pytest.mark.parametrize("kw", [{}, {"feature_layers": [2, 4, 6]}, {"num_layers": 2}])
+def test_greedy_output_equals_plain_decoding(pair, prompt, n, kw):
     target, _ = pair
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW,
-                               drafter=FeatureHeadDrafter(_head(target, feature_layers=layers)))
+                               drafter=FeatureHeadDrafter(_head(target, **kw)))
     assert res.tokens == ref
     assert res.stats.drafted > 0 and res.stats.target_forwards == len(res.stats.drafted_per_step) + 1
 
@@ -48,12 +48,13 @@ def test_reduced_head_never_proposes_ids_it_does_not_score(pair, prompt):
     assert proposed and all(t % 2 == 0 for t in proposed)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("width", [1, 3])
-def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt, width):
+def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt, width, num_layers):
     """Step the loop by hand (a chain, or a tree whose kept path's hidden rows are gathered); after a
     partly rejected draft the head must state what a fresh head would."""
     target, _ = pair
-    head = _head(target)
+    head = _head(target, num_layers=num_layers)
     params = SamplingParams()
 
     def fresh_drafter(committed):

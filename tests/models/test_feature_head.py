@@ -30,9 +30,9 @@ def test_step_predicts_one_feature_per_position_and_logits_span_the_vocabulary(t
     assert head.logits(out).shape == (1, 6, 256)
 
 
-@pytest.mark.parametrize("feature_layers", [None, [1, 2]])
-def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, feature_layers):
-    head = _head(target, feature_layers=feature_layers)
+@pytest.mark.parametrize("kw", [{}, {"feature_layers": [1, 2]}, {"num_layers": 2}])
+def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, kw):
+    head = _head(target, **kw)
     feats, ids = torch.randn(1, 9, 64), torch.randint(0, 256, (1, 9))
     mine, body = DynamicCache(), DynamicCache()
 
@@ -51,6 +51,38 @@ def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, 
         body.crop(-2)
         check(7)
     assert mine.get_seq_length() == body.get_seq_length() == 8
+
+
+def test_a_grown_head_computes_what_it_did_until_trained(target):
+    """New layers start as no-ops (zero output projections): same features, rows and cached steps."""
+    head = _head(target, draft_vocab=list(range(0, 256, 2)))
+    with torch.no_grad():
+        for p in head.body.norm.parameters():
+            p.add_(0.1)  # an untrained norm is all ones: make sure the grown head keeps the trained one
+    big = head.grown(3, target)
+    assert big.head_config.num_layers == 3 and len(big.body.layers) == 3
+    assert big.config.num_hidden_layers == 3  # what a cache made for it from its config spans
+    feats, ids = torch.randn(1, 6, 64), torch.randint(0, 256, (1, 6))
+    small_cache, big_cache = DynamicCache(), DynamicCache()
+    with torch.no_grad():
+        torch.testing.assert_close(big.logits(big.step(feats, ids)), head.logits(head.step(feats, ids)))
+        head.step(feats[:, :5], ids[:, :5], small_cache)
+        big.step(feats[:, :5], ids[:, :5], big_cache)
+        torch.testing.assert_close(big.step(feats[:, 5:], ids[:, 5:], big_cache),
+                                   head.step(feats[:, 5:], ids[:, 5:], small_cache))
+    big.logits(big.step(feats, ids)).logsumexp(-1).sum().backward()  # any loss: the new layers train from zero
+    assert big.body.layers[2].self_attn.o_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot shrink"):
+        big.grown(2, target)
+
+
+def test_a_config_saved_before_num_layers_loads_as_one_layer(target, tmp_path):
+    head = _head(target)
+    head.save(tmp_path / "head")
+    cfg = json.loads((tmp_path / "head" / "head_config.json").read_text())
+    assert cfg.pop("num_layers") == 1
+    (tmp_path / "head" / "head_config.json").write_text(json.dumps(cfg))
+    assert load_feature_head(tmp_path / "head", target).head_config.num_layers == 1
 
 
 def test_reduced_vocabulary_scores_only_its_ids(target):
@@ -89,7 +121,7 @@ def test_multi_layer_fusion_reads_each_named_layer(target):
 
 
 def test_save_load_round_trip(target, tmp_path):
-    head = _head(target, feature_layers=[2, 6], draft_vocab=list(range(128)))
+    head = _head(target, feature_layers=[2, 6], draft_vocab=list(range(128)), num_layers=2)
     head.save(tmp_path / "head")
     loaded = load_feature_head(tmp_path / "head", target)
     feats, toks = torch.randn(1, 4, 64), torch.randint(0, 256, (1, 4))
