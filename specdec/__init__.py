@@ -15,6 +15,7 @@ _EXPORTS = {
     "ModelDrafter": "engine.drafters",
     "PromptLookupDrafter": "engine.drafters",
     "FeatureHeadDrafter": "engine.drafters",
+    "LookupBranchDrafter": "engine.drafters",
     "load_feature_head": "models.feature_head",
     "SamplingParams": "engine.sampling",
 }

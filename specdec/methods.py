@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
 from .baselines.hf_static import hf_static_generate
-from .engine.drafters import FeatureHeadDrafter, PromptLookupDrafter
+from .engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
@@ -111,6 +111,17 @@ def _eagle_tree_auto(req: Request) -> GenerationResult:
     return _eagle_tree(replace(req, n="auto"))
 
 
+def _eagle_lookup_auto(req: Request, tree: bool = False) -> GenerationResult:
+    head = FeatureHeadDrafter(req.draft, req.tree_width, req.tree_nodes) if tree else FeatureHeadDrafter(req.draft)
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens="auto",
+                                drafter=LookupBranchDrafter(head), on_step=req.on_step, compile=req.compiler,
+                                **req.common())
+
+
+def _eagle_tree_lookup_auto(req: Request) -> GenerationResult:
+    return _eagle_lookup_auto(req, tree=True)
+
+
 def _hf_static(req: Request) -> GenerationResult:
     if req.compiler is None:
         raise ValueError("method hf-static runs compiled only (--compile)")
@@ -147,6 +158,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("eagle-tree-auto", "the feature head's token tree grown each step by the head's confidence, priced at "
            "measured costs (the likeliest nodes that maximise expected tokens per cost; auto N); eager",
            _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
+    Method("eagle-lookup-auto", "eagle-auto with a prompt-lookup branch grafted on (n-gram copies of the context, "
+           "each token priced by the branch's running acceptance), verified with the chain as one tree; eager",
+           _eagle_lookup_auto, draft="head", study_n="auto", modes="eager"),
+    Method("eagle-tree-lookup-auto", "eagle-tree-auto with a prompt-lookup branch grafted on (priced as in "
+           "eagle-lookup-auto); eager", _eagle_tree_lookup_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",

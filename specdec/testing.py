@@ -113,6 +113,14 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def random_head(target: LlamaForCausalLM, seed: int = 0, **kw) -> torch.nn.Module:
+    """A randomly initialised "tiny" feature head (:mod:`specdec.models.feature_head`) for ``target``."""
+    from .models.feature_head import FeatureHead, FeatureHeadConfig
+
+    torch.manual_seed(seed)
+    return FeatureHead(FeatureHeadConfig.for_target(target, "tiny", **kw), target).eval()
+
+
 def second_token_marginal(target: LlamaForCausalLM, prompt: torch.Tensor) -> torch.Tensor:
     """Exact distribution of the second new token when sampling from ``target`` at temperature 1."""
     with torch.inference_mode():

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
-from .tree import TreePrice, rerank, tree_inputs, tree_size
+from .tree import TreePrice, graft, rerank, tree_inputs, tree_size
 
 
 @dataclass
@@ -268,6 +268,7 @@ class PromptLookupDrafter(Drafter):
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         seq = committed[0]
         length = seq.shape[0]
+        self.matched = 0  # the n-gram size of the match drafted from (0: none)
         for size in range(min(self.max_ngram, length - 1), self.min_ngram - 1, -1):
             pattern = seq[length - size:]
             windows = seq[: length - 1].unfold(0, size, 1)  # every earlier n-gram, (T-size, size)
@@ -276,6 +277,7 @@ class PromptLookupDrafter(Drafter):
                 start = int(hits[-1]) + size  # token right after the most recent match
                 tokens = seq[start: start + n]
                 if tokens.numel():
+                    self.matched = size
                     return self._draft(tokens.clone())
         return self._draft(seq.new_empty(0))
 
@@ -284,3 +286,80 @@ class PromptLookupDrafter(Drafter):
             return Draft(tokens)
         q = torch.nn.functional.one_hot(tokens, self.vocab_size).float()
         return Draft(tokens, q)
+
+
+class LookupBranchDrafter(Drafter):
+    """Another drafter's proposal with a prompt-lookup branch grafted on, verified as one token tree.
+
+    Where an answer copies its context (a quoted passage explained, a paragraph summarised, a sentence
+    translated), n-gram lookup proposes runs a learned drafter seldom reaches; elsewhere it finds
+    nothing and the inner drafter's proposal is verified as it is. The branch (at most ``lookup_tokens``,
+    within the generation's length) leads the tree (:func:`~.tree.graft`); a node both propose is verified
+    once. Lossless like any tree: the branch is a point-mass draft. Eager only (a tree's attention mask).
+
+    Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's levels: its i-th token,
+    accepted with chance β^i (β: the running share of branch tokens kept, per n-gram size of the match),
+    is verified only while that beats its extra verify row at the generation's running rate R (tokens
+    per step over the inner draft's verify cost): β^i ≥ R·Δv.
+    """
+
+    def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None, lookup_tokens: int = 12) -> None:
+        if lookup_tokens < 1:
+            raise ValueError(f"lookup_tokens must be >= 1, got {lookup_tokens}")
+        self.inner, self.lookup, self.lookup_tokens = inner, lookup or PromptLookupDrafter(), lookup_tokens
+        self.model, self.wants_hidden_states, self.priced = inner.model, inner.wants_hidden_states, inner.priced
+        self.tree_width, self.tree_nodes = inner.tree_width, inner.tree_nodes
+
+    def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0, tree_price=None) -> None:
+        if compiler is not None:
+            raise ValueError("a lookup branch makes token trees, which run eager only (a tree attention mask)")
+        super().start(prompt_ids, params, vocab_size, generator, compiler, max_len)
+        self.inner.start(prompt_ids, params, vocab_size, generator, compiler, max_len, tree_price)
+        self.lookup.start(prompt_ids, params, vocab_size, generator)
+        self.max_len, self.price = max_len, tree_price
+        self.kept: dict[int, list[int]] = {}  # per n-gram size: [branch tokens kept, branches cut short] (+1 each: a prior)
+        self.last: tuple[int, int, list[int]] | None = None  # the last branch: (n-gram size, first position, tokens)
+        self.grafted, self.steps, self.prompt_len = 0, 0, prompt_ids.shape[1]  # grafted: drafts that carried a branch
+
+    def _settle(self, committed: torch.Tensor) -> None:
+        """Count how much of the last branch the target kept (greedy or sampled, the committed tokens say)."""
+        if self.last is None:
+            return
+        size, at, tokens = self.last
+        got = committed[0, at: at + len(tokens)].tolist()
+        kept = next((i for i, (a, b) in enumerate(zip(got, tokens)) if a != b), len(got))
+        counts = self.kept.setdefault(size, [1, 1])
+        counts[0] += kept
+        counts[1] += kept < len(got)
+        self.last = None
+
+    def _priced_length(self, size: int, verified: int, room: int, committed_len: int) -> int:
+        kept, cut = self.kept.get(size, (1, 1))
+        beta, length, chance = kept / (kept + cut), 0, 1.0
+        steps = max(self.steps, 1)  # the generation's tokens per step so far, at the inner draft's verify cost
+        rate = max(1.0, (committed_len - self.prompt_len) / steps) / self.price.cost(verified)
+        while length < room:
+            chance *= beta
+            if chance < rate * (self.price.cost(verified + length + 1) - self.price.cost(verified + length)):
+                break
+            length += 1
+        return length
+
+    def propose(self, committed: torch.Tensor, n: int) -> Draft:
+        self._settle(committed)
+        draft = self.inner.propose(committed, n)
+        self.forwards = self.inner.forwards
+        room = self.lookup_tokens if self.max_len <= 0 else min(self.lookup_tokens, self.max_len - committed.shape[1] - 1)
+        branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
+        if branch.numel() and self.price is not None:
+            branch = branch[: self._priced_length(self.lookup.matched, len(draft), branch.numel(), committed.shape[1])]
+        self.steps += 1
+        if branch.numel() == 0:
+            return draft
+        self.grafted += 1
+        self.last = (self.lookup.matched, committed.shape[1], branch.tolist())
+        tokens, parents = graft(branch, draft.tokens if len(draft) else None, draft.parents)
+        return Draft(tokens, None, parents)
+
+    def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
+        self.inner.commit(committed_len, hidden_states, first_position)

@@ -200,6 +200,33 @@ def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Te
         node = kept
 
 
+def graft(chain: torch.Tensor, tokens: torch.Tensor | None, parents: torch.Tensor | None
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, parents) of one tree holding the ``chain`` (K,) first, as nodes 0..K-1, then the nodes
+    of the tree ``tokens``, ``parents`` (M,) (None for ``parents``: a chain; None for both: no tree) that
+    it does not already hold: a node equal in token and parent to one already kept is that node.
+
+    The chain leads so that, when it is accepted, its rows are the ones the target's cache keeps.
+    """
+    out_tokens = chain.tolist()
+    out_parents = list(range(-1, len(out_tokens) - 1))
+    child = {(p, t): i for i, (p, t) in enumerate(zip(out_parents, out_tokens))}
+    if tokens is not None:
+        if parents is None:
+            parents = torch.arange(-1, tokens.shape[0] - 1, device=tokens.device)
+        where: list[int] = []  # each grafted node's index in the merged tree
+        for t, p in zip(tokens.tolist(), parents.tolist()):
+            key = (where[p] if p >= 0 else -1, t)
+            if key not in child:
+                child[key] = len(out_tokens)
+                out_tokens.append(t)
+                out_parents.append(key[0])
+            where.append(child[key])
+    device = chain.device
+    return (torch.tensor(out_tokens, dtype=chain.dtype, device=device),
+            torch.tensor(out_parents, dtype=torch.long, device=device))
+
+
 def contiguous_prefix(path: list[int]) -> int:
     """How many of the path's nodes sit at the front of the block in order (nodes 0, 1, ...):
     their rows in the verify pass are already the committed sequence's, so the cache keeps them."""

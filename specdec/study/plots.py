@@ -19,6 +19,15 @@ FIGSIZE, DPI = (6.4, 4.0), 200
 PER_N = (("speculative", "ours, draft model", -0.03, "tab:blue"), ("eagle", "ours, feature head", 0.0, "tab:cyan"),
          ("eagle-tree", "ours, feature head, token tree", 0.015, "tab:pink"),
          ("hf-assisted", "HF assisted", 0.03, "tab:orange"))
+# methods measured once per prompt (auto N, prompt lookup, HF defaults), drawn as horizontal lines
+ONE_CELL_LINES = (("auto", "ours, auto N", "-", "tab:green"),
+                  ("eagle-auto", "feature head, auto N", "--", "tab:cyan"),
+                  ("eagle-tree-auto", "feature head, tree, auto N", "--", "tab:pink"),
+                  ("eagle-lookup-auto", "feature head + lookup branch, auto N", "-", "darkgoldenrod"),
+                  ("eagle-tree-lookup-auto", "feature head, tree + lookup branch, auto N", "-", "tab:olive"),
+                  ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
+                  ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
+                  ("hf-default", "HF assisted, defaults", "-.", "tab:red"))
 PLOT_FILES = ("prompt_length_effect.png", "max_tokens_effect.png", "n_effect.png",
               "acceptance_rate.png", "speedup.png")
 COMPILED_PLOT = "compiled_vs_eager.png"  # drawn when the run had compiled cells
@@ -116,13 +125,8 @@ def plot_n_effect(df: pd.DataFrame, path: Path, note: str = "") -> None:
         if not part.empty:
             _errbar(ax, _stats(part, "n_value", "speculative_time_s"), f"{label} (fixed N)", offset, color=color)
     _hline(ax, sel, "baseline_time_s", "baseline", "-", "tab:gray")
-    _hline(ax, sel[sel.method == "auto"], "speculative_time_s", "ours, auto N", "--", "tab:green")
-    _hline(ax, sel[sel.method == "eagle-auto"], "speculative_time_s", "feature head, auto N", "--", "tab:cyan")
-    _hline(ax, sel[sel.method == "eagle-tree-auto"], "speculative_time_s", "feature head, tree, auto N", "--", "tab:pink")
-    _hline(ax, sel[sel.method == "auto-random"], "speculative_time_s", "auto N, random draft", (0, (1, 3)),
-           "tab:brown")
-    _hline(ax, sel[sel.method == "prompt-lookup"], "speculative_time_s", "prompt lookup", ":", "tab:purple")
-    _hline(ax, sel[sel.method == "hf-default"], "speculative_time_s", "HF assisted, defaults", "-.", "tab:red")
+    for method, label, style, color in ONE_CELL_LINES:
+        _hline(ax, sel[sel.method == method], "speculative_time_s", label, style, color)
     ns = sorted(fixed.n_value.unique())
     ax.set_xticks(ns, [str(int(v)) for v in ns])
     ax.set_xlabel("draft tokens per step N")
@@ -191,12 +195,7 @@ def plot_speedup(df: pd.DataFrame, costs: dict | None, path: Path, note: str = "
         ax.plot(pred.index, pred.values, "s--", color="tab:green", label=label)
     ax.axhline(1.0, linestyle="--", color="black", linewidth=1, label="break-even (1.0)")
     every = df[df.experiment == "n"]
-    for method, label, style, color in (("auto", "ours, auto N", "-", "tab:green"),
-                                        ("eagle-auto", "feature head, auto N", "--", "tab:cyan"),
-                                        ("eagle-tree-auto", "feature head, tree, auto N", "--", "tab:pink"),
-                                        ("auto-random", "auto N, random draft", (0, (1, 3)), "tab:brown"),
-                                        ("prompt-lookup", "prompt lookup", ":", "tab:purple"),
-                                        ("hf-default", "HF assisted, defaults", "-.", "tab:red")):
+    for method, label, style, color in ONE_CELL_LINES:
         part = every[every.method == method]
         if not part.empty:
             ax.axhline(part.speedup.median(), linestyle=style, color=color, linewidth=1.2,

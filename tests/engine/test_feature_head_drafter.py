@@ -7,15 +7,9 @@ from specdec import autoregressive_generate, speculative_generate
 from specdec.engine.drafters import FeatureHeadDrafter
 from specdec.engine.sampling import SamplingParams
 from specdec.engine.tree import TreePrice, greedy_tree_accept, tree_depths, tree_inputs, tree_size
-from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
-from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, second_token_marginal
+from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, random_head, second_token_marginal
 
 NEW = 40
-
-
-def _head(target, seed=0, **kw):
-    torch.manual_seed(seed)
-    return FeatureHead(FeatureHeadConfig.for_target(target, "tiny", **kw), target).eval()
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
@@ -24,14 +18,14 @@ def test_greedy_output_equals_plain_decoding(pair, prompt, n, kw):
     target, _ = pair
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW,
-                               drafter=FeatureHeadDrafter(_head(target, **kw)))
+                               drafter=FeatureHeadDrafter(random_head(target, **kw)))
     assert res.tokens == ref
     assert res.stats.drafted > 0 and res.stats.target_forwards == len(res.stats.drafted_per_step) + 1
 
 
 def test_reduced_head_never_proposes_ids_it_does_not_score(pair, prompt):
     target, _ = pair
-    head = _head(target, draft_vocab=list(range(0, 256, 2)))
+    head = random_head(target, draft_vocab=list(range(0, 256, 2)))
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     proposed = []
     drafter = FeatureHeadDrafter(head)
@@ -54,7 +48,7 @@ def test_head_cache_after_a_rejection_equals_a_fresh_prefill(pair, prompt, width
     """Step the loop by hand (a chain, or a tree whose kept path's hidden rows are gathered); after a
     partly rejected draft the head must state what a fresh head would."""
     target, _ = pair
-    head = _head(target, num_layers=num_layers)
+    head = random_head(target, num_layers=num_layers)
     params = SamplingParams()
 
     def fresh_drafter(committed):
@@ -95,7 +89,7 @@ def test_sampled_output_keeps_the_target_distribution_through_the_head():
     spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
                        eps=0.3, head_scale=3.0, seed=5)
     target, _ = fixture_pair(spec)
-    head = _head(target, seed=1, draft_vocab=list(range(12)))  # q = 0 on four ids
+    head = random_head(target, seed=1, draft_vocab=list(range(12)))  # q = 0 on four ids
     prompt = torch.tensor([[1, 2, 3, 4]])
     expected = second_token_marginal(target, prompt)
     g = torch.Generator().manual_seed(0)
@@ -117,7 +111,7 @@ SMALL = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1,
 @pytest.mark.parametrize("width,nodes", [(2, None), (4, None), (4, 10), (8, 24)])
 def test_tree_greedy_output_equals_plain_decoding(width, nodes):
     target, _ = fixture_pair(SMALL)
-    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    head = random_head(target, seed=2, feature_layers=[1, 2, 3])
     prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     accepted = 0
@@ -136,7 +130,7 @@ def test_auto_n_equals_plain_decoding_and_sizes_each_draft_by_the_heads_confiden
     from specdec.auto.calibration import default_calibration_cache
 
     target, _ = fixture_pair(SMALL)
-    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    head = random_head(target, seed=2, feature_layers=[1, 2, 3])
     prompt = torch.tensor([[4, 9, 12, 0, 3, 8, 1]])
     ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
     default_calibration_cache.cache_clear()
@@ -163,7 +157,7 @@ def _proposal(head, target, prompt, committed, n, price=None, **kw):
 
 def test_tree_holds_the_heads_likeliest_continuations_with_the_best_chain_first(pair, prompt):
     target, _ = pair
-    head = _head(target)
+    head = random_head(target)
     committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
         d, tree = _proposal(head, target, prompt, committed, 4, tree_width=3)  # 12 of 3 + 3 levels of 3 × 3 candidates
@@ -188,7 +182,7 @@ def test_tree_holds_the_heads_likeliest_continuations_with_the_best_chain_first(
 
 def test_a_priced_tree_drafts_only_the_levels_and_nodes_its_confidence_pays_for(pair, prompt):
     target, _ = pair
-    head = _head(target)
+    head = random_head(target)
     committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
         free, full = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, (1.0, 1.0)), tree_width=3)
@@ -205,7 +199,7 @@ def test_a_priced_tree_drafts_only_the_levels_and_nodes_its_confidence_pays_for(
 
 def test_a_priced_chain_drafts_the_prefix_its_confidence_pays_for(pair, prompt):
     target, _ = pair
-    head = _head(target)
+    head = random_head(target)
     committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
         free, full = _proposal(head, target, prompt, committed, 5, TreePrice(0.0, (1.0, 1.0)))
@@ -225,7 +219,7 @@ def test_a_draft_that_does_not_beat_a_plain_step_is_not_verified(pair, prompt, w
     """Where v jumps at the first drafted row, an unsure head drafts, finds no draft worth its verify, and
     the step is a plain one: the output is still plain decoding's."""
     target, _ = pair
-    head = _head(target)
+    head = random_head(target)
     committed = torch.cat([prompt, torch.tensor([[9]])], 1)
     with torch.inference_mode():
         d, none = _proposal(head, target, prompt, committed, 4, TreePrice(0.0, (1.0, 50.0)), tree_width=width)
@@ -267,7 +261,7 @@ def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced, wid
     from specdec.auto.calibration import Costs
 
     target, _ = fixture_pair(SMALL)
-    head = _head(target, seed=2, feature_layers=[1, 2, 3])
+    head = random_head(target, seed=2, feature_layers=[1, 2, 3])
     prompt = torch.tensor([[4, 9, 12, 0]])
     expected = second_token_marginal(target, prompt)
     g = torch.Generator().manual_seed(0)
@@ -288,10 +282,10 @@ def test_sampled_output_keeps_the_target_distribution_through_a_tree(priced, wid
 
 def test_tree_drafting_refuses_compiling_in_one_line(pair, prompt):
     target, _ = pair
-    drafter = FeatureHeadDrafter(_head(target), tree_width=2)
+    drafter = FeatureHeadDrafter(random_head(target), tree_width=2)
     with pytest.raises(ValueError, match="eager only"):
         drafter.start(prompt, SamplingParams(), 256, None, compiler=object())
     with pytest.raises(ValueError, match="tree_width"):
-        FeatureHeadDrafter(_head(target), tree_width=0)
+        FeatureHeadDrafter(random_head(target), tree_width=0)
     with pytest.raises(ValueError, match="tree_nodes"):
-        FeatureHeadDrafter(_head(target), tree_width=2, tree_nodes=0)
+        FeatureHeadDrafter(random_head(target), tree_width=2, tree_nodes=0)

@@ -8,6 +8,7 @@ from specdec.engine.tree import (
     TreePrice,
     ancestors,
     contiguous_prefix,
+    graft,
     greedy_tree_accept,
     rerank,
     sampled_tree_accept,
@@ -173,3 +174,22 @@ def test_tree_price_keeps_the_budget_of_most_tokens_per_cost_and_expands_when_a_
     for level, verify in ((-0.1, (1.0, 1.0)), (0.1, (1.0,)), (0.1, (1.0, 0.0))):
         with pytest.raises(ValueError, match="tree prices"):
             TreePrice(level, verify)
+
+
+def test_graft_puts_the_chain_first_and_verifies_shared_nodes_once():
+    chain = torch.tensor([10, 12, 15, 30])  # follows the tree's nodes 0, 2, 5, then leaves it
+    tokens, parents = graft(chain, TOKENS, PARENTS)
+    assert tokens.tolist() == [10, 12, 15, 30, 11, 13, 14]
+    assert parents.tolist() == [-1, 0, 1, 2, -1, 0, 4]
+    argmax = torch.tensor([10, 12, 15, 30, 7, 0, 0, 0])  # the target agrees all down the chain
+    assert greedy_tree_accept(tokens, parents, argmax) == ([0, 1, 2, 3], 7)
+    argmax = torch.tensor([11, 0, 0, 0, 0, 14, 0, 99])  # a tree path survives the graft
+    path, nxt = greedy_tree_accept(tokens, parents, argmax)
+    assert tokens[path].tolist() == [11, 14] and nxt == 99
+
+
+def test_graft_of_two_chains_and_of_nothing():
+    tokens, parents = graft(torch.tensor([5, 6, 7]), torch.tensor([5, 8]), None)  # a chain as the tree
+    assert tokens.tolist() == [5, 6, 7, 8] and parents.tolist() == [-1, 0, 1, 0]
+    tokens, parents = graft(torch.tensor([5, 6]), None, None)
+    assert tokens.tolist() == [5, 6] and parents.tolist() == [-1, 0]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from specdec.models.feature_head import FeatureHead, FeatureHeadConfig, load_feature_head
-from specdec.testing import FixtureSpec, fixture_pair, random_model
+from specdec.models.feature_head import load_feature_head
+from specdec.testing import FixtureSpec, fixture_pair, random_head, random_model
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +15,8 @@ def target():
     return fixture_pair(FixtureSpec(eps=0.2))[0]
 
 
-def _head(target, **kw):
-    torch.manual_seed(0)
-    return FeatureHead(FeatureHeadConfig.for_target(target, "tiny", **kw), target).eval()
-
-
 def test_step_predicts_one_feature_per_position_and_logits_span_the_vocabulary(target):
-    head = _head(target)
+    head = random_head(target)
     ids = torch.randint(0, 256, (1, 7))
     hs = target(ids, output_hidden_states=True).hidden_states
     with torch.no_grad():
@@ -32,7 +27,7 @@ def test_step_predicts_one_feature_per_position_and_logits_span_the_vocabulary(t
 
 @pytest.mark.parametrize("kw", [{}, {"feature_layers": [1, 2]}, {"num_layers": 2}])
 def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, kw):
-    head = _head(target, **kw)
+    head = random_head(target, **kw)
     feats, ids = torch.randn(1, 9, 64), torch.randint(0, 256, (1, 9))
     mine, body = DynamicCache(), DynamicCache()
 
@@ -55,7 +50,7 @@ def test_one_row_steps_over_a_dynamic_cache_match_the_bodys_own_forward(target, 
 
 def test_a_grown_head_computes_what_it_did_until_trained(target):
     """New layers start as no-ops (zero output projections): same features, rows and cached steps."""
-    head = _head(target, draft_vocab=list(range(0, 256, 2)))
+    head = random_head(target, draft_vocab=list(range(0, 256, 2)))
     with torch.no_grad():
         for p in head.body.norm.parameters():
             p.add_(0.1)  # an untrained norm is all ones: make sure the grown head keeps the trained one
@@ -77,7 +72,7 @@ def test_a_grown_head_computes_what_it_did_until_trained(target):
 
 
 def test_a_config_saved_before_num_layers_loads_as_one_layer(target, tmp_path):
-    head = _head(target)
+    head = random_head(target)
     head.save(tmp_path / "head")
     cfg = json.loads((tmp_path / "head" / "head_config.json").read_text())
     assert cfg.pop("num_layers") == 1
@@ -86,7 +81,7 @@ def test_a_config_saved_before_num_layers_loads_as_one_layer(target, tmp_path):
 
 
 def test_reduced_vocabulary_scores_only_its_ids(target):
-    head = _head(target, draft_vocab=list(range(0, 256, 4)))
+    head = random_head(target, draft_vocab=list(range(0, 256, 4)))
     with torch.no_grad():
         logits = head.logits(torch.randn(1, 3, 64))
     assert torch.isfinite(logits[..., ::4]).all() and torch.isinf(logits[..., 1::4]).all()
@@ -94,7 +89,7 @@ def test_reduced_vocabulary_scores_only_its_ids(target):
 
 @pytest.mark.parametrize("draft_vocab", [None, list(range(0, 256, 2))])
 def test_a_cut_vocabulary_keeps_each_kept_ids_score(target, draft_vocab):
-    head = _head(target, draft_vocab=draft_vocab)
+    head = random_head(target, draft_vocab=draft_vocab)
     keep = list(range(0, 256, 6))
     cut = head.restricted(keep, target)
     hidden = torch.randn(1, 3, 64)
@@ -107,7 +102,7 @@ def test_a_cut_vocabulary_keeps_each_kept_ids_score(target, draft_vocab):
 
 
 def test_multi_layer_fusion_reads_each_named_layer(target):
-    head = _head(target, feature_layers=[2, 3, 6])
+    head = random_head(target, feature_layers=[2, 3, 6])
     ids = torch.randint(0, 256, (1, 5))
     hs = list(target(ids, output_hidden_states=True).hidden_states)
     with torch.no_grad():
@@ -121,7 +116,7 @@ def test_multi_layer_fusion_reads_each_named_layer(target):
 
 
 def test_save_load_round_trip(target, tmp_path):
-    head = _head(target, feature_layers=[2, 6], draft_vocab=list(range(128)), num_layers=2)
+    head = random_head(target, feature_layers=[2, 6], draft_vocab=list(range(128)), num_layers=2)
     head.save(tmp_path / "head")
     loaded = load_feature_head(tmp_path / "head", target)
     feats, toks = torch.randn(1, 4, 64), torch.randint(0, 256, (1, 4))
@@ -139,14 +134,14 @@ def test_save_load_round_trip(target, tmp_path):
     (FixtureSpec(seed=9), "embeddings differ"),
 ])
 def test_a_head_for_another_target_is_refused_in_one_line(target, tmp_path, other, reason):
-    _head(target).save(tmp_path / "head")
+    random_head(target).save(tmp_path / "head")
     with pytest.raises(ValueError, match=reason) as info:
         load_feature_head(tmp_path / "head", random_model(other))
     assert "\n" not in str(info.value)
 
 
 def test_layer_ids_beyond_the_target_are_refused(target, tmp_path):
-    _head(target, feature_layers=[2, 6]).save(tmp_path / "head")
+    random_head(target, feature_layers=[2, 6]).save(tmp_path / "head")
     path = tmp_path / "head" / "head_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "feature_layers": [2, 9]}))
     with pytest.raises(ValueError, match="reads hidden states"):

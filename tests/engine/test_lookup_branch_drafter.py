@@ -1,0 +1,111 @@
+"""A prompt-lookup branch grafted onto another drafter's proposal: lossless, priced, and it pays on copies."""
+
+import pytest
+import torch
+
+from specdec import autoregressive_generate, speculative_generate
+from specdec.engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
+from specdec.engine.sampling import SamplingParams
+from specdec.engine.tree import TreePrice
+from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, random_head, second_token_marginal
+
+NEW = 30
+
+
+@pytest.fixture(scope="module")
+def copying(pair):
+    """A prompt that holds the target's own continuation, then its start again: lookup can copy it."""
+    target, _ = pair
+    start = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(2))
+    ref = autoregressive_generate(target, start, max_new_tokens=NEW).tokens
+    return torch.cat([start, torch.tensor([ref]), start], 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.parametrize("width", [1, 3])
+def test_greedy_output_equals_plain_decoding_and_the_branch_is_kept_on_copies(pair, copying, n, width):
+    target, _ = pair
+    ref = autoregressive_generate(target, copying, max_new_tokens=NEW).tokens
+    plain = speculative_generate(target, None, copying, num_draft_tokens=n, max_new_tokens=NEW,
+                                 drafter=FeatureHeadDrafter(random_head(target), tree_width=width))
+    drafter = LookupBranchDrafter(FeatureHeadDrafter(random_head(target), tree_width=width), lookup_tokens=8)
+    res = speculative_generate(target, None, copying, num_draft_tokens=n, max_new_tokens=NEW, drafter=drafter)
+    assert res.tokens == ref
+    assert drafter.grafted > 0
+    assert res.stats.target_forwards < plain.stats.target_forwards  # copies of up to 8 beat a random head
+
+
+def test_any_drafter_takes_a_branch_and_the_random_prompt_still_decodes_exactly(pair, prompt):
+    target, draft = pair
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    res = speculative_generate(target, None, prompt, num_draft_tokens=3, max_new_tokens=NEW,
+                               drafter=LookupBranchDrafter(ModelDrafter(draft), PromptLookupDrafter(2, 1), 4))
+    assert res.tokens == ref
+
+
+def _started(drafter, prompt, price=None, max_len=0):
+    drafter.start(prompt, SamplingParams(), 256, None, max_len=max_len, tree_price=price)
+    return drafter
+
+
+def test_the_branch_leads_the_tree_and_stays_within_the_generations_length(pair):
+    target, draft = pair
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])  # "5 6" recurs: lookup drafts 7 8 9 1 2 3 5 6
+    d = _started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=6), seq)
+    out = d.propose(seq, 2)
+    assert out.tokens[:6].tolist() == [7, 8, 9, 1, 2, 3] and out.parents[:6].tolist() == [-1, 0, 1, 2, 3, 4]
+    assert out.q is None and len(out) in (6, 7, 8)  # the model's two drafts, less what the branch holds
+    d = _started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=6), seq, max_len=seq.shape[1] + 3)
+    out = d.propose(seq, 2)  # 3 tokens left: 2 drafts and the target's own
+    assert out.tokens[:2].tolist() == [7, 8] and (out.parents[2:] != 1).all()
+
+
+def test_a_priced_branch_is_cut_where_its_rows_cost_more_than_its_chance_earns(pair):
+    target, draft = pair
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
+    flat = TreePrice(level=0.1, verify=(1.0,) * 20)
+    steep = TreePrice(level=0.1, verify=tuple(1.0 + 0.5 * i for i in range(20)))
+    lengths = {}
+    for name, price in (("flat", flat), ("steep", steep)):
+        d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8), seq, price)
+        lengths[name] = len(d.propose(seq, 1))
+    # prior chance 1/2 per token, rate 1 token a step over v(1): flat rows cost nothing, so all 8 copies are
+    # verified; at v(n) = 1 + n/2 a row costs 0.5 / 1.5 of a token: the first copy (0.5) pays, the second (0.25) not
+    assert lengths == {"flat": 8, "steep": 1}
+
+
+def test_the_branch_learns_how_often_its_copies_are_kept(pair):
+    target, draft = pair
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
+    d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=4), seq)
+    d.propose(seq, 1)  # branch 7 8 9 1 from a 2-gram match
+    d.propose(torch.cat([seq, torch.tensor([[7, 8, 4]])], 1), 1)  # the target kept 7 8, then said 4
+    assert d.kept[2] == [1 + 2, 1 + 1]
+
+
+def test_sampled_output_keeps_the_target_distribution_through_a_branch():
+    spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
+                       eps=0.3, head_scale=3.0, seed=5)
+    target, _ = fixture_pair(spec)
+    head = random_head(target, seed=1)
+    prompt = torch.tensor([[3, 4, 5, 3, 4, 5, 3, 4]])  # "3 4" recurs: the branch drafts "5 3 4 ..."
+    expected = second_token_marginal(target, prompt)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(16)
+    accepted = grafted = 0
+    for _ in range(1500):
+        drafter = LookupBranchDrafter(FeatureHeadDrafter(head), lookup_tokens=3)
+        res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3,
+                                   temperature=1.0, generator=g, drafter=drafter)
+        counts[res.tokens[1]] += 1
+        accepted, grafted = accepted + res.stats.accepted, grafted + drafter.grafted
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
+    assert accepted > 0 and grafted > 0
+
+
+def test_refuses_compiling_and_an_empty_branch_in_one_line(pair, prompt):
+    _, draft = pair
+    with pytest.raises(ValueError, match="eager only"):
+        LookupBranchDrafter(ModelDrafter(draft)).start(prompt, SamplingParams(), 256, None, compiler=object())
+    with pytest.raises(ValueError, match="lookup_tokens"):
+        LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=0)
