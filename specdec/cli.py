@@ -80,6 +80,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def run_parser(prog: str = "specdec run") -> Parser:
     """Flags of the study (``main.py`` takes the same)."""
+    from .methods import STUDY_EXTRAS
+
     p = Parser(prog=prog, description="Run the speed study and write CSV, provenance, summary and plots.")
     add_model_args(p)
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="results CSV; plots and JSON go beside it")
@@ -88,8 +90,8 @@ def run_parser(prog: str = "specdec run") -> Parser:
     p.add_argument("--prompt-set", dest="prompt_set", default="study", choices=["study", "everyday"],
                    help="study: Shakespeare passages cut to exact lengths; everyday: requests outside that "
                         "domain (how-to, code, arithmetic, email, summary, translation), natural lengths")
-    p.add_argument("--methods", default=None, help="extras for the N experiment (default: all): "
-                   "auto,auto-random,prompt-lookup,hf-assisted,hf-default")
+    p.add_argument("--methods", default=None, help="extras for the N experiment, comma-separated (default: all "
+                   "that apply): " + ",".join(STUDY_EXTRAS))
     p.add_argument("--prompt-lengths", dest="prompt_lengths")
     p.add_argument("--max-tokens", dest="max_tokens")
     p.add_argument("--n", dest="n", help="N grid; may include auto")
@@ -254,8 +256,9 @@ def cmd_generate(argv: list[str]) -> int:
                    "(default: auto without --method, else 4)")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64)
     p.add_argument("--method", default=None, choices=[*GENERATE_METHODS, "autoregressive"],
-                   help="default: with a feature head for the target (bundled or --head), eagle-tree-auto when "
-                   "eager and in bf16/fp16, else eagle-auto; without one, auto (eagle-tree, eagle or "
+                   help="default: with a feature head for the target (bundled or --head), eagle-tree-lookup-auto when "
+                   "eager and in bf16/fp16, eagle-lookup-auto when eager in fp32, else eagle-auto; without one, "
+                   "auto (eagle-tree, eagle or "
                    "speculative when --n is given). " + "; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
                    + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")

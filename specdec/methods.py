@@ -184,7 +184,13 @@ def default_method(head: bool, compiled: bool, fixed_n: bool, dtype: str) -> str
     measured for the default pair (exp_results/README.md). With a feature head: its token tree where a
     tree can run (eager) and its extra rows are cheap (a half-precision verify, memory-bound: v 1.1 at
     10 rows; in fp32 v reaches 1.5 by 4 rows and the tree lost to the chain on both CPUs measured),
-    else its chain; without one, the draft model. N is chosen each step (the auto variant) unless fixed."""
+    else its chain; without one, the draft model. N is chosen each step (the auto variant) unless fixed;
+    eager with auto N, the head's draft carries a prompt-lookup branch (ahead on quoting prompts, level
+    elsewhere, in bf16 and in fp32)."""
     tree = not compiled and dtype in ("bfloat16", "float16")
     name = "speculative" if not head else "eagle-tree" if tree else "eagle"
-    return name if fixed_n else {"speculative": "auto", "eagle": "eagle-auto", "eagle-tree": "eagle-tree-auto"}[name]
+    if fixed_n:
+        return name
+    if head and not compiled:
+        return "eagle-tree-lookup-auto" if tree else "eagle-lookup-auto"
+    return {"speculative": "auto", "eagle": "eagle-auto"}[name]

@@ -6,10 +6,11 @@ from specdec.methods import GENERATE_METHODS, METHODS, default_method
 
 
 @pytest.mark.parametrize("head, compiled, fixed_n, dtype, expected", [
-    (True, False, False, "bfloat16", "eagle-tree-auto"),
+    (True, False, False, "bfloat16", "eagle-tree-lookup-auto"),
     (True, False, True, "float16", "eagle-tree"),
-    (True, False, False, "float32", "eagle-auto"),  # a tree's extra rows are dear in fp32
+    (True, False, False, "float32", "eagle-lookup-auto"),  # a tree's extra rows are dear in fp32
     (True, True, True, "bfloat16", "eagle"),  # a tree runs eager only
+    (True, True, False, "float32", "eagle-auto"),  # so does a lookup branch
     (False, False, False, "bfloat16", "auto"),
     (False, True, True, "float32", "speculative"),
 ])

@@ -87,7 +87,8 @@ def test_cli_generate_with_a_feature_head_prints_the_plain_greedy_text(tmp_path,
 
 
 def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
-    """No --method: with a feature head, its tree (bf16) or chain (fp32), N chosen each step unless --n is given."""
+    """No --method: with a feature head, its tree (bf16) or chain (fp32) with a lookup branch, N chosen each step
+    unless --n is given."""
     import torch
 
     from specdec.models.feature_head import FeatureHead, FeatureHeadConfig
@@ -100,8 +101,8 @@ def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
             "--max-new-tokens", "10", "--device", "cpu", "--dtype", "float32"]
     assert cli.main(argv + ["--method", "baseline"]) == 0
     plain = capsys.readouterr().out.splitlines()[0]
-    for extra, method in (([], "eagle-auto"), (["--n", "2"], "eagle"), (["--dtype", "bfloat16"], "eagle-tree-auto"),
-                          (["--dtype", "bfloat16", "--temperature", "0.8"], "eagle-tree-auto")):
+    for extra, method in (([], "eagle-lookup-auto"), (["--n", "2"], "eagle"), (["--dtype", "bfloat16"], "eagle-tree-lookup-auto"),
+                          (["--dtype", "bfloat16", "--temperature", "0.8"], "eagle-tree-lookup-auto")):
         assert cli.main(argv + extra) == 0
         lines = capsys.readouterr().out.splitlines()
         summary = next(line for line in lines if line.startswith("10 tokens"))

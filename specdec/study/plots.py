@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -80,6 +81,9 @@ def hardware_note(meta: dict) -> str:
 
 
 def _save(fig, path: Path, note: str = "") -> None:
+    # each legend row (two entries) gets its own height, so a long legend below the axes does not squash them
+    rows = max((math.ceil(len(ax.get_legend().get_texts()) / 2) for ax in fig.axes if ax.get_legend()), default=0)
+    fig.set_figheight(fig.get_figheight() + 0.2 * rows)
     fig.tight_layout()
     if note:  # the hardware below the axes, so a figure taken alone still says where it was measured;
         # wrapped to the figure's width (about 17 characters an inch at 7 pt), or a long line widens the figure
