@@ -296,6 +296,7 @@ class LookupBranchDrafter(Drafter):
     nothing and the inner drafter's proposal is verified as it is. The branch (at most ``lookup_tokens``,
     within the generation's length) leads the tree (:func:`~.tree.graft`); a node both propose is verified
     once. Lossless like any tree: the branch is a point-mass draft. Eager only (a tree's attention mask).
+    When sampling, a chain the inner drafter sampled (with its q) is verified alone, by rejection sampling.
 
     Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's levels: its i-th token,
     accepted with chance β^i (β: the running share of branch tokens kept, per n-gram size of the match),
@@ -350,6 +351,8 @@ class LookupBranchDrafter(Drafter):
         draft = self.inner.propose(committed, n)
         self.forwards = self.inner.forwards
         room = self.lookup_tokens if self.max_len <= 0 else min(self.lookup_tokens, self.max_len - committed.shape[1] - 1)
+        if draft.q is not None and len(draft):  # a sampled chain keeps its q: as a tree's point masses its
+            room = 0                            # tokens would be kept with chance p(x), not min(1, p(x)/q(x))
         branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
         if branch.numel() and self.price is not None:
             branch = branch[: self._priced_length(self.lookup.matched, len(draft), branch.numel(), committed.shape[1])]

@@ -94,13 +94,24 @@ def test_sampled_output_keeps_the_target_distribution_through_a_branch():
     counts = torch.zeros(16)
     accepted = grafted = 0
     for _ in range(1500):
-        drafter = LookupBranchDrafter(FeatureHeadDrafter(head), lookup_tokens=3)
+        drafter = LookupBranchDrafter(FeatureHeadDrafter(head, tree_width=2), lookup_tokens=3)  # a tree: grafted
         res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3,
                                    temperature=1.0, generator=g, drafter=drafter)
         counts[res.tokens[1]] += 1
         accepted, grafted = accepted + res.stats.accepted, grafted + drafter.grafted
     assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
     assert accepted > 0 and grafted > 0
+
+
+def test_a_sampled_chain_keeps_its_q_and_is_not_grafted(pair):
+    target, draft = pair
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
+    d = LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=4)
+    d.start(seq, SamplingParams(temperature=1.0), 256, torch.Generator().manual_seed(0))
+    out = d.propose(seq, 2)
+    assert out.parents is None and out.q is not None and len(out) == 2 and d.grafted == 0
+    d = _started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=4), seq)  # greedy: no q, so grafted
+    assert d.propose(seq, 2).parents is not None and d.grafted == 1
 
 
 def test_refuses_compiling_and_an_empty_branch_in_one_line(pair, prompt):
