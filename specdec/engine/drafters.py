@@ -318,7 +318,7 @@ class LookupBranchDrafter(Drafter):
         self.inner.start(prompt_ids, params, vocab_size, generator, compiler, max_len, tree_price)
         self.lookup.start(prompt_ids, params, vocab_size, generator)
         self.max_len, self.price = max_len, tree_price
-        self.kept: dict[int, list[int]] = {}  # per n-gram size: [branch tokens kept, branches cut short] (+1 each: a prior)
+        self.kept: dict[int, list[int]] = {}  # per n-gram size: _counts
         self.last: tuple[int, int, list[int]] | None = None  # the last branch: (n-gram size, first position, tokens)
         self.grafted, self.steps, self.prompt_len = 0, 0, prompt_ids.shape[1]  # grafted: drafts that carried a branch
 
@@ -329,13 +329,17 @@ class LookupBranchDrafter(Drafter):
         size, at, tokens = self.last
         got = committed[0, at: at + len(tokens)].tolist()
         kept = next((i for i, (a, b) in enumerate(zip(got, tokens)) if a != b), len(got))
-        counts = self.kept.setdefault(size, [1, 1])
+        counts = self._counts(size)
         counts[0] += kept
         counts[1] += kept < len(got)
         self.last = None
 
+    def _counts(self, size: int) -> list[int]:
+        """[branch tokens kept, branches cut short] for matches of ``size`` tokens, from a prior of one each."""
+        return self.kept.setdefault(size, [1, 1])
+
     def _priced_length(self, size: int, verified: int, room: int, committed_len: int) -> int:
-        kept, cut = self.kept.get(size, (1, 1))
+        kept, cut = self._counts(size)
         beta, length, chance = kept / (kept + cut), 0, 1.0
         steps = max(self.steps, 1)  # the generation's tokens per step so far, at the inner draft's verify cost
         rate = max(1.0, (committed_len - self.prompt_len) / steps) / self.price.cost(verified)
