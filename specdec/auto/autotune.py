@@ -67,6 +67,7 @@ class AutoPolicy:
     width: int = 1  # a token tree's expansion per level, 1 for a chain
     max_nodes: int | None = None  # a token tree's verified nodes at most (None: N·width)
     priced: bool = False  # a chain whose drafter sizes each draft at tree_price (a tree always is)
+    extra_rows: int = 0  # nodes a drafter may verify beyond its levels' (a lookup branch): tree_price covers them
     successes: float = 0.0
     failures: float = 0.0
     trace: list[int] = field(default_factory=list)  # N chosen at each step of this generation
@@ -89,8 +90,10 @@ class AutoPolicy:
         return verify_cost_fn(self.costs.verify_cost)(n)
 
     def tree_price(self) -> TreePrice:
-        """A token tree's prices in target steps: c a level, v(0 .. the nodes a tree may verify)."""
-        v, most = verify_cost_fn(self.costs.verify_cost), tree_size(self.n_max, self.width, self.max_nodes)
+        """A token tree's prices in target steps: c a level, v(0 .. the nodes a draft may verify, its
+        levels' and ``extra_rows``)."""
+        v = verify_cost_fn(self.costs.verify_cost)
+        most = tree_size(self.n_max, self.width, self.max_nodes) + self.extra_rows
         return TreePrice(level=max(0.0, self.costs.c), verify=tuple(v(n) for n in range(max(most, 1) + 1)))
 
     @property
@@ -151,7 +154,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
                 n_max: int = 16, prior_alpha: float = 0.6, prior_weight: float = 2.0,
                 decay: float = 0.9, probe_every: int = 8, probe_max: int = 64,
                 alpha_ceiling: float = 0.9, compiler: Compiler | None = None, width: int = 1,
-                max_nodes: int | None = None, priced: bool = False) -> AutoPolicy:
+                max_nodes: int | None = None, priced: bool = False, extra_rows: int = 0) -> AutoPolicy:
     """An :class:`AutoPolicy` for the pair.
 
     ``costs`` injects fixed costs (no timing) and gives a fresh policy. Otherwise costs are
@@ -160,21 +163,22 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     from its α̂. Compiled, N stops at the largest compiled verify block and each N is priced at
     the block it pads up to (:func:`padded_costs`). ``width`` > 1 prices N levels of a token tree
     (kept apart from the pair's chain policy), its verify over at most ``max_nodes`` nodes; ``priced``
-    (a drafter that sizes its drafts, width 1) prices a chain the same way.
+    (a drafter that sizes its drafts, width 1) prices a chain the same way. ``extra_rows``: nodes the
+    drafter may verify beyond its levels' (a lookup branch), calibrated and priced too.
     """
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
+    if width < 1 or extra_rows < 0:
+        raise ValueError(f"width must be >= 1 and extra_rows >= 0, got {width}, {extra_rows}")
     levels = n_max if max_nodes is not None and width > 1 else max(1, n_max // width)
     settings = dict(n_max=levels, width=width, max_nodes=max_nodes, priced=priced and width == 1, prior_alpha=prior_alpha,
                     prior_weight=prior_weight, decay=decay, probe_every=probe_every, probe_max=probe_max,
-                    alpha_ceiling=alpha_ceiling)
+                    alpha_ceiling=alpha_ceiling, extra_rows=extra_rows)
     if costs is not None:
         return AutoPolicy(costs, **settings)
     if compiler is not None and width > 1:
         raise ValueError("a token tree runs eager only")
     cache = default_calibration_cache() if calibration_cache is None else calibration_cache
     if compiler is None:
-        reach = tree_size(levels, width, max_nodes)  # the widest verify the policy may choose
+        reach = tree_size(levels, width, max_nodes) + extra_rows  # the widest verify the policy may choose
         ns = (*(n for n in AUTO_NS if n < reach), min((n for n in AUTO_NS if n >= reach), default=AUTO_NS[-1]))
     else:
         n_max = settings["n_max"] = min(n_max, compiler.max_draft)
@@ -186,6 +190,7 @@ def auto_policy(target: PreTrainedModel, draft: PreTrainedModel | None, input_id
     key = cache.key(target, draft, compiler is not None)[0] + (f";tree={width}" if width > 1 else "")
     key += f";nodes={max_nodes}" if width > 1 and max_nodes is not None else ""
     key += ";priced" if settings["priced"] else ""
+    key += f";extra={extra_rows}" if extra_rows else ""
     policy = cache.policies.get(key)
     if policy is None or policy.costs != costs or any(getattr(policy, k) != v for k, v in settings.items()):
         policy = cache.policies[key] = AutoPolicy(costs, **settings)

@@ -43,6 +43,7 @@ class Drafter(ABC):
     tree_width: int = 1  # a token tree's expansion per level (:func:`.tree.tree_size`), 1 for a chain
     tree_nodes: int | None = None  # a token tree's verified nodes at most (None: levels × tree_width)
     priced: bool = False  # sizes each draft by its own confidence when given a TreePrice (auto N)
+    extra_rows: int = 0  # nodes it may verify beyond its own levels' (a lookup branch), which a price must cover
 
     def start(self, prompt_ids: torch.Tensor, params: SamplingParams, vocab_size: int,
               generator: torch.Generator | None, compiler: Compiler | None = None, max_len: int = 0,
@@ -310,6 +311,7 @@ class LookupBranchDrafter(Drafter):
         self.inner, self.lookup, self.lookup_tokens = inner, lookup or PromptLookupDrafter(), lookup_tokens
         self.model, self.wants_hidden_states, self.priced = inner.model, inner.wants_hidden_states, inner.priced
         self.tree_width, self.tree_nodes = inner.tree_width, inner.tree_nodes
+        self.extra_rows = inner.extra_rows + lookup_tokens
 
     def start(self, prompt_ids, params, vocab_size, generator, compiler=None, max_len=0, tree_price=None) -> None:
         if compiler is not None:

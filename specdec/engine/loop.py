@@ -163,7 +163,7 @@ def speculative_generate(
         drafter = ModelDrafter(draft, min_confidence=min_draft_confidence)
     vocab = shared_vocab_size(target, drafter.model, tokenizer)
     policy = _n_policy(num_draft_tokens, target, drafter.model, input_ids, compiler, drafter.tree_width,
-                        drafter.tree_nodes, drafter.priced)
+                        drafter.tree_nodes, drafter.priced, drafter.extra_rows)
     grows = isinstance(policy, AutoPolicy) and policy.grows  # each drafting step offers every level, sized by price
     if grows and not drafter.priced:
         raise ValueError(f"this policy leaves each draft's size to the drafter, which {type(drafter).__name__} cannot do")
@@ -248,10 +248,10 @@ def speculative_generate(
 
 
 def _n_policy(num_draft_tokens, target, draft, input_ids, compiler: Compiler | None, width: int = 1,
-              max_nodes: int | None = None, priced: bool = False) -> NPolicy:
+              max_nodes: int | None = None, priced: bool = False, extra_rows: int = 0) -> NPolicy:
     if num_draft_tokens == "auto":
         return auto_policy(target, draft, input_ids, compiler=compiler, width=width, max_nodes=max_nodes,
-                           priced=priced)
+                           priced=priced, extra_rows=extra_rows)
     if callable(num_draft_tokens):
         return num_draft_tokens
     if isinstance(num_draft_tokens, bool) or not isinstance(num_draft_tokens, int):

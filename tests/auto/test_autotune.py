@@ -143,6 +143,8 @@ def test_a_grown_draft_is_offered_every_level_whatever_alpha_and_a_chain_is_gate
     price = tree.tree_price()
     assert price.level == pytest.approx(0.1)
     assert price.verify == pytest.approx(tuple(1.0 + 0.1 * n for n in range(16)))  # v(0 .. 5 levels of 3 nodes)
+    wide = AutoPolicy(Costs(0.01, 0.001, 0.1, {16: 2.6, 32: 4.2}), priced=True, extra_rows=12)
+    assert wide.tree_price().verify[16:] == pytest.approx(tuple(2.6 + 0.1 * i for i in range(13)))  # a branch's rows
     target, draft = pair
     assert auto_policy(target, draft, prompt, costs=COSTS, width=3).n_max == 5  # 5 levels of 3 stay within 16 drafts
     cache = CalibrationCache()
@@ -152,6 +154,8 @@ def test_a_grown_draft_is_offered_every_level_whatever_alpha_and_a_chain_is_gate
     assert kept is not auto_policy(target, draft, prompt, calibration_cache=cache)  # the chain's α̂ is its own
     with pytest.raises(ValueError, match="width"):
         auto_policy(target, draft, prompt, costs=COSTS, width=0)
+    with pytest.raises(ValueError, match="extra_rows"):
+        auto_policy(target, draft, prompt, costs=COSTS, extra_rows=-1)
 
 
 def test_a_grown_draft_counts_its_first_level_only():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from specdec import autoregressive_generate, speculative_generate
+from specdec.auto.calibration import default_calibration_cache
 from specdec.engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
 from specdec.engine.sampling import SamplingParams
 from specdec.engine.tree import TreePrice
@@ -72,6 +73,18 @@ def test_a_priced_branch_is_cut_where_its_rows_cost_more_than_its_chance_earns(p
     # prior chance 1/2 per token, rate 1 token a step over v(1): flat rows cost nothing, so all 8 copies are
     # verified; at v(n) = 1 + n/2 a row costs 0.5 / 1.5 of a token: the first copy (0.5) pays, the second (0.25) not
     assert lengths == {"flat": 8, "steep": 1}
+
+
+def test_auto_n_calibrates_and_prices_the_branchs_rows_beyond_the_heads_own(pair, copying):
+    target, _ = pair
+    default_calibration_cache.cache_clear()
+    drafter = LookupBranchDrafter(FeatureHeadDrafter(random_head(target)), lookup_tokens=8)
+    speculative_generate(target, None, copying, num_draft_tokens="auto", max_new_tokens=NEW, drafter=drafter)
+    (key, policy), = default_calibration_cache().policies.items()
+    assert key.endswith(";priced;extra=8") and policy.n_max == 16
+    assert len(policy.tree_price().verify) == 16 + 8 + 1  # v(0 .. the head's 16 levels and the branch's 8)
+    assert max(policy.costs.verify_cost) >= 24  # measured that far, not held flat from v(16)
+    default_calibration_cache.cache_clear()
 
 
 def test_the_branch_learns_how_often_its_copies_are_kept(pair):
