@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
 from .baselines.hf_static import hf_static_generate
-from .engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, PromptLookupDrafter
+from .engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
@@ -111,6 +111,12 @@ def _eagle_tree_auto(req: Request) -> GenerationResult:
     return _eagle_tree(replace(req, n="auto"))
 
 
+def _auto_lookup(req: Request) -> GenerationResult:
+    return speculative_generate(req.target, None, req.input_ids, num_draft_tokens="auto",
+                                drafter=LookupBranchDrafter(ModelDrafter(req.draft)), on_step=req.on_step,
+                                compile=req.compiler, **req.common())
+
+
 def _eagle_lookup_auto(req: Request, tree: bool = False) -> GenerationResult:
     head = FeatureHeadDrafter(req.draft, req.tree_width, req.tree_nodes) if tree else FeatureHeadDrafter(req.draft)
     return speculative_generate(req.target, None, req.input_ids, num_draft_tokens="auto",
@@ -146,6 +152,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("speculative", "our loop with the draft model at a fixed N", _speculative, study_n="grid"),
     Method("auto", "our loop, N chosen each step from measured costs and running acceptance", _auto,
            study_n="auto"),
+    Method("auto-lookup", "auto N with a prompt-lookup branch grafted on (n-gram copies of the context, each "
+           "token priced by the branch's running acceptance, offered on plain steps too), verified with the "
+           "draft's chain as one tree; eager", _auto_lookup, study_n="auto", modes="eager"),
     Method("auto-random", "auto N with an unrelated random draft: it must fall back to plain decoding",
            _auto, draft="random", study_n="auto"),
     Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",

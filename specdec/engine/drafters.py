@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
-from .tree import TreePrice, graft, rerank, tree_inputs, tree_size
+from .tree import TreePrice, graft, rerank, tree_depths, tree_inputs, tree_size
 
 
 @dataclass
@@ -23,15 +23,23 @@ class Draft:
     """Proposed tokens (k,) and, when sampling, the draft distributions q (k, V) they came from.
 
     ``parents`` (k,) makes it a token tree (:mod:`.tree`): node i continues node ``parents[i]``
-    (-1: the last committed token); None is a chain, each token continuing the one before.
+    (-1: the last committed token); None is a chain, each token continuing the one before. ``own``: the
+    drafter's own proposal, when this one carries more (a grafted lookup branch); the loop's counts
+    (α, auto N's α̂) are of ``own``, so they stay the drafter's.
     """
 
     tokens: torch.Tensor
     q: torch.Tensor | None = None
     parents: torch.Tensor | None = None
+    own: Draft | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def levels(self) -> int:
+        """Positions it reaches: a chain's length, a tree's depth."""
+        return int(tree_depths(self.parents).max()) if self.parents is not None and len(self) else len(self)
 
 
 class Drafter(ABC):
@@ -302,7 +310,9 @@ class LookupBranchDrafter(Drafter):
     Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's levels: its i-th token,
     accepted with chance β^i (β: the running share of branch tokens kept, per n-gram size of the match),
     is verified only while that beats its extra verify row at the generation's running rate R (tokens
-    per step over the inner draft's verify cost): β^i ≥ R·Δv.
+    per step over the step's cost without the branch, the inner draft's levels·c + v(its nodes)):
+    β^i ≥ R·Δv. The branch is offered on steps the inner drafter sits out too (N = 0, a plain step).
+    The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay the inner drafter's.
     """
 
     def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None, lookup_tokens: int = 12) -> None:
@@ -340,11 +350,12 @@ class LookupBranchDrafter(Drafter):
         """[branch tokens kept, branches cut short] for matches of ``size`` tokens, from a prior of one each."""
         return self.kept.setdefault(size, [1, 1])
 
-    def _priced_length(self, size: int, verified: int, room: int, committed_len: int) -> int:
+    def _priced_length(self, size: int, inner: Draft, room: int, committed_len: int) -> int:
         kept, cut = self._counts(size)
-        beta, length, chance = kept / (kept + cut), 0, 1.0
-        steps = max(self.steps, 1)  # the generation's tokens per step so far, at the inner draft's verify cost
-        rate = max(1.0, (committed_len - self.prompt_len) / steps) / self.price.cost(verified)
+        beta, length, chance, verified = kept / (kept + cut), 0, 1.0, len(inner)
+        steps = max(self.steps, 1)  # the generation's tokens per step so far, at the inner draft's cost
+        rate = max(1.0, (committed_len - self.prompt_len) / steps) / (
+            inner.levels * self.price.level + self.price.cost(verified))
         while length < room:
             chance *= beta
             if chance < rate * (self.price.cost(verified + length + 1) - self.price.cost(verified + length)):
@@ -354,21 +365,21 @@ class LookupBranchDrafter(Drafter):
 
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         self._settle(committed)
-        draft = self.inner.propose(committed, n)
+        draft = self.inner.propose(committed, n) if n > 0 else Draft(committed.new_empty(0))
         self.forwards = self.inner.forwards
         room = self.lookup_tokens if self.max_len <= 0 else min(self.lookup_tokens, self.max_len - committed.shape[1] - 1)
         if draft.q is not None and len(draft):  # a sampled chain keeps its q: as a tree's point masses its
             room = 0                            # tokens would be kept with chance p(x), not min(1, p(x)/q(x))
         branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
         if branch.numel() and self.price is not None:
-            branch = branch[: self._priced_length(self.lookup.matched, len(draft), branch.numel(), committed.shape[1])]
+            branch = branch[: self._priced_length(self.lookup.matched, draft, branch.numel(), committed.shape[1])]
         self.steps += 1
         if branch.numel() == 0:
             return draft
         self.grafted += 1
         self.last = (self.lookup.matched, committed.shape[1], branch.tolist())
         tokens, parents = graft(branch, draft.tokens if len(draft) else None, draft.parents)
-        return Draft(tokens, None, parents)
+        return Draft(tokens, None, parents, own=draft)
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
         self.inner.commit(committed_len, hidden_states, first_position)

@@ -19,7 +19,7 @@ from .forward import Compiler, Forward, compiled_attention, resolve_compiler
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
 from .stats import GenerationResult, GenerationStats
 from .timing import sync
-from .tree import contiguous_prefix, greedy_tree_accept, sampled_tree_accept, tree_depths, tree_inputs
+from .tree import contiguous_prefix, greedy_tree_accept, reached, sampled_tree_accept, tree_inputs
 from .verify import greedy_accept, rejection_accept
 from .vocab import shared_vocab_size
 
@@ -167,7 +167,8 @@ def speculative_generate(
     grows = isinstance(policy, AutoPolicy) and policy.grows  # each drafting step offers every level, sized by price
     if grows and not drafter.priced:
         raise ValueError(f"this policy leaves each draft's size to the drafter, which {type(drafter).__name__} cannot do")
-    price = policy.tree_price() if grows else None
+    # a drafter that sizes its drafts, or grafts a branch, is priced at auto N's costs
+    price = policy.tree_price() if isinstance(policy, AutoPolicy) and (grows or drafter.extra_rows) else None
     features = drafter.wants_hidden_states  # the target's hidden states go to the drafter
     device = input_ids.device
     gen = _generator(seed, generator, device)
@@ -194,7 +195,7 @@ def speculative_generate(
         while not done and pos < prompt_len + max_new_tokens:
             # 1. Draft: at most one token fewer than the budget left, since the target adds one.
             n = min(policy(stats), prompt_len + max_new_tokens - pos - 1)
-            proposal = drafter.propose(seq[:, :pos], n) if n > 0 else Draft(seq.new_empty(0))
+            proposal = drafter.propose(seq[:, :pos], n) if n > 0 or drafter.extra_rows else Draft(seq.new_empty(0))
             k, tree = len(proposal), proposal.parents is not None
             # 2. Verify: one target pass over [committed tokens not cached yet (the last one at least),
             #    d1 .. dk]; a tree's nodes see only their ancestors (specdec.engine.tree).
@@ -230,13 +231,15 @@ def speculative_generate(
                 rows = torch.tensor(list(range(prefix)) + [prefix + i for i in path], device=device)
                 hidden = tuple(h[:, rows] for h in hidden)
             drafter.commit(pos, hidden, block_start)
-            # 5. Record (a tree's drafts count its levels, one per position it reaches).
-            depth = int(tree_depths(proposal.parents).max()) if tree else k
+            # 5. Record (a tree's drafts count its levels, one per position it reaches; of a draft with a
+            #    grafted branch, the drafter's own part: its drafts the target kept are those `new` follows).
+            own = proposal if proposal.own is None else proposal.own
+            depth, kept = own.levels, n_acc if own is proposal else reached(own.tokens, own.parents, new)
             stats.target_forwards += 1
             stats.drafted += depth
-            stats.accepted += n_acc
+            stats.accepted += kept
             stats.drafted_per_step.append(depth)
-            stats.accepted_per_step.append(n_acc)
+            stats.accepted_per_step.append(kept)
             if on_step is not None:
                 on_step(new[:n_acc], new[n_acc] if len(new) > n_acc else None)
 

@@ -2,7 +2,8 @@
 
 Counters are raw, as llama.cpp keeps them; rates are derived:
 - ``drafted``: draft tokens sent to the target for verification (a token tree counts its levels,
-  one per position it reaches); ``accepted``: those kept.
+  one per position it reaches; a grafted lookup branch is not counted, so α stays the drafter's);
+  ``accepted``: those kept.
 - acceptance rate α̂ = accepted / drafted (NaN when nothing was drafted).
 - per-token α (``alpha_geometric``): the geometric-model MLE of :func:`alpha_from_counts`,
   the α that E(α, N) expects; α̂ counts drafts after a rejection as failures and so sits below it.

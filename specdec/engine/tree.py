@@ -147,6 +147,27 @@ def tree_inputs(parents: torch.Tensor, past: int, prefix: int, dtype: torch.dtyp
     return mask[None, None], positions[None]
 
 
+def _children(parents: torch.Tensor) -> dict[int, list[int]]:
+    """Each node's children in order (-1: the last committed token's)."""
+    children: dict[int, list[int]] = {}
+    for i, p in enumerate(parents.tolist()):
+        children.setdefault(p, []).append(i)
+    return children
+
+
+def reached(tokens: torch.Tensor, parents: torch.Tensor | None, committed: list[int]) -> int:
+    """How many of a step's ``committed`` tokens a draft (tokens, parents; None: a chain) holds as a path
+    from its root: the drafts of it a greedy target kept, had it been verified alone."""
+    children = _children(torch.arange(-1, tokens.shape[0] - 1) if parents is None else parents)
+    toks, node, depth = tokens.tolist(), -1, 0
+    for t in committed:
+        node = next((c for c in children.get(node, ()) if toks[c] == t), None)
+        if node is None:
+            break
+        depth += 1
+    return depth
+
+
 def greedy_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, target_argmax: torch.Tensor
                        ) -> tuple[list[int], int]:
     """(path, next_token): the nodes kept, root to leaf, and the target's token after them.
@@ -154,9 +175,7 @@ def greedy_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, target_argma
     tokens, parents: (M,); target_argmax: (M + 1,), the target's argmax at the last committed
     token (row 0) and at each node (row i + 1).
     """
-    children: dict[int, list[int]] = {}
-    for i, p in enumerate(parents.tolist()):
-        children.setdefault(p, []).append(i)
+    children = _children(parents)
     toks, best = tokens.tolist(), target_argmax.tolist()
     path, node = [], -1
     while True:
@@ -177,9 +196,7 @@ def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Te
     is kept with probability r(x) (a point-mass draft: min(1, r(x) / 1)), else removed from r
     (r(x) = 0, renormalised). When no child is kept, the next token is drawn from r.
     """
-    children: dict[int, list[int]] = {}
-    for i, parent in enumerate(parents.tolist()):
-        children.setdefault(parent, []).append(i)
+    children = _children(parents)
     toks = tokens.tolist()
     path, node = [], -1
     while True:

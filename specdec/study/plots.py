@@ -22,6 +22,7 @@ PER_N = (("speculative", "ours, draft model", -0.03, "tab:blue"), ("eagle", "our
          ("hf-assisted", "HF assisted", 0.03, "tab:orange"))
 # methods measured once per prompt (auto N, prompt lookup, HF defaults), drawn as horizontal lines
 ONE_CELL_LINES = (("auto", "ours, auto N", "-", "tab:green"),
+                  ("auto-lookup", "ours + lookup branch, auto N", "-", "yellowgreen"),
                   ("eagle-auto", "feature head, auto N", "--", "tab:cyan"),
                   ("eagle-tree-auto", "feature head, tree, auto N", "--", "tab:pink"),
                   ("eagle-lookup-auto", "feature head + lookup branch, auto N", "-", "darkgoldenrod"),

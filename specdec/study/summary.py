@@ -139,8 +139,8 @@ def _summarize(df: pd.DataFrame, meta: dict) -> dict:
             out["best_n"]["alpha_geometric"], int(best), meta.get("costs"))
         hf = _method(df, "hf-assisted", best)
         out["hf_assisted_at_best_n"] = hf
-    for name in ("auto", "auto-random", "eagle-auto", "eagle-tree-auto", "eagle-lookup-auto", "eagle-tree-lookup-auto",
-                 "prompt-lookup", "hf-default"):
+    for name in ("auto", "auto-lookup", "auto-random", "eagle-auto", "eagle-tree-auto", "eagle-lookup-auto",
+                 "eagle-tree-lookup-auto", "prompt-lookup", "hf-default"):
         out[name] = _method(df, name)
     for method, key in (("hf-assisted", "hf_assisted_best"), ("eagle", "eagle_best"), ("eagle-tree", "eagle_tree_best")):
         part = df[(df.experiment == "n") & (df.method == method)]
@@ -204,6 +204,7 @@ def to_markdown(summary: dict) -> str:
              _fmt(summary.get("eagle-lookup-auto"), "EAGLE feature head + prompt-lookup branch, auto N"),
              _fmt(summary.get("eagle-tree-lookup-auto"), "EAGLE feature head, token tree + prompt-lookup branch, auto N"),
              _fmt(summary.get("auto"), "auto N, ours"),
+             _fmt(summary.get("auto-lookup"), "auto N, ours + prompt-lookup branch"),
              _fmt(summary.get("auto-random"), "auto N, unrelated random draft"),
              _fmt(summary.get("prompt-lookup"), "prompt lookup"),
              _fmt(summary.get("hf_assisted_at_best_n"), "HF assisted at our best N"),

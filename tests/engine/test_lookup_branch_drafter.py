@@ -70,21 +70,47 @@ def test_a_priced_branch_is_cut_where_its_rows_cost_more_than_its_chance_earns(p
     for name, price in (("flat", flat), ("steep", steep)):
         d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8), seq, price)
         lengths[name] = len(d.propose(seq, 1))
-    # prior chance 1/2 per token, rate 1 token a step over v(1): flat rows cost nothing, so all 8 copies are
-    # verified; at v(n) = 1 + n/2 a row costs 0.5 / 1.5 of a token: the first copy (0.5) pays, the second (0.25) not
+    # prior chance 1/2 per token, rate 1 token a step over c + v(1): flat rows cost nothing, so all 8 copies are
+    # verified; at v(n) = 1 + n/2 a row costs 0.5 / 1.6 of a token: the first copy (0.5) pays, the second (0.25) not
     assert lengths == {"flat": 8, "steep": 1}
 
 
 def test_auto_n_calibrates_and_prices_the_branchs_rows_beyond_the_heads_own(pair, copying):
     target, _ = pair
-    default_calibration_cache.cache_clear()
     drafter = LookupBranchDrafter(FeatureHeadDrafter(random_head(target)), lookup_tokens=8)
     speculative_generate(target, None, copying, num_draft_tokens="auto", max_new_tokens=NEW, drafter=drafter)
     (key, policy), = default_calibration_cache().policies.items()
     assert key.endswith(";priced;extra=8") and policy.n_max == 16
     assert len(policy.tree_price().verify) == 16 + 8 + 1  # v(0 .. the head's 16 levels and the branch's 8)
     assert max(policy.costs.verify_cost) >= 24  # measured that far, not held flat from v(16)
-    default_calibration_cache.cache_clear()
+
+
+def test_the_branch_is_offered_on_plain_steps_and_the_stats_count_the_drafters_own_drafts(pair, copying):
+    target, draft = pair
+    ref = autoregressive_generate(target, copying, max_new_tokens=NEW).tokens
+    res = speculative_generate(target, None, copying, num_draft_tokens=lambda stats: 0, max_new_tokens=NEW,
+                               drafter=LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=8))
+    assert res.tokens == ref
+    assert res.stats.target_forwards < NEW / 2  # copies kept on steps where the model drafts nothing
+    assert res.stats.drafted == res.stats.draft_forwards == 0  # and none of them counted as its drafts
+    res = speculative_generate(target, None, copying, num_draft_tokens=3, max_new_tokens=NEW,
+                               drafter=LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=8))
+    alone = speculative_generate(target, draft, copying, num_draft_tokens=3, max_new_tokens=NEW)
+    assert res.tokens == ref and res.stats.target_forwards < alone.stats.target_forwards
+    assert max(res.stats.drafted_per_step) == 3  # the model's chain, not the branch's 8
+    # the first step starts where the model alone starts: it keeps what the model alone would have kept
+    assert res.stats.accepted_per_step[0] == alone.stats.accepted_per_step[0]
+
+
+def test_auto_n_prices_a_branch_on_a_draft_models_chain(pair, copying):
+    target, draft = pair
+    ref = autoregressive_generate(target, copying, max_new_tokens=NEW).tokens
+    drafter = LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=8)
+    res = speculative_generate(target, None, copying, num_draft_tokens="auto", max_new_tokens=NEW, drafter=drafter)
+    assert res.tokens == ref and drafter.price is not None and drafter.grafted > 0
+    (key, policy), = default_calibration_cache().policies.items()
+    assert key.endswith(";extra=8") and not policy.grows  # the model's N gated by its own α̂, the branch priced
+    assert len(drafter.price.verify) == 16 + 8 + 1
 
 
 def test_the_branch_learns_how_often_its_copies_are_kept(pair):

@@ -10,6 +10,7 @@ from specdec.engine.tree import (
     contiguous_prefix,
     graft,
     greedy_tree_accept,
+    reached,
     rerank,
     sampled_tree_accept,
     tree_depths,
@@ -193,3 +194,12 @@ def test_graft_of_two_chains_and_of_nothing():
     assert tokens.tolist() == [5, 6, 7, 8] and parents.tolist() == [-1, 0, 1, 0]
     tokens, parents = graft(torch.tensor([5, 6]), None, None)
     assert tokens.tolist() == [5, 6] and parents.tolist() == [-1, 0]
+
+
+def test_reached_follows_a_steps_committed_tokens_down_a_chain_or_a_tree():
+    assert reached(TOKENS, PARENTS, [10, 12, 15, 7]) == 3
+    assert reached(TOKENS, PARENTS, [11, 14]) == 2
+    assert reached(TOKENS, PARENTS, [11, 13]) == 1  # 13 continues 10, not 11
+    assert reached(TOKENS, PARENTS, [99, 10]) == 0
+    assert reached(torch.tensor([5, 6, 7]), None, [5, 6, 8]) == 2
+    assert reached(torch.tensor([5, 6]), None, [5, 6, 7]) == 2
