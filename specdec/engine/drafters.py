@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from .forward import Compiler, Forward
 from .sampling import SamplingParams, greedy_token, probs_from_logits, sample
-from .tree import TreePrice, graft, rerank, tree_depths, tree_inputs, tree_size
+from .tree import TreePrice, graft, reached, rerank, tree_depths, tree_inputs, tree_size
 
 
 @dataclass
@@ -307,12 +307,13 @@ class LookupBranchDrafter(Drafter):
     once. Lossless like any tree: the branch is a point-mass draft. Eager only (a tree's attention mask).
     When sampling, a chain the inner drafter sampled (with its q) is verified alone, by rejection sampling.
 
-    Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's levels: its i-th token,
-    accepted with chance β^i (β: the running share of branch tokens kept, per n-gram size of the match),
-    is verified only while that beats its extra verify row at the generation's running rate R (tokens
-    per step over the step's cost without the branch, the inner draft's levels·c + v(its nodes)):
-    β^i ≥ R·Δv. The branch is offered on steps the inner drafter sits out too (N = 0, a plain step).
-    The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay the inner drafter's.
+    Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's budget: its length L
+    maximises the step's expected tokens per cost, (E + Σ_{i≤L} β^i) / (C + v(k + L) − v(k)), with β the
+    running share of branch tokens kept (per n-gram size of the match), E = 1 + the inner draft's running
+    tokens kept per draft (1 on a plain step), C its levels·c + v(k), k its nodes; L = 0 when no length beats
+    E / C. So a likely run of copies is tried even where v jumps at the first drafted row (fp32 without
+    AVX-512), and one copy alone is not. The branch is offered on steps the inner drafter sits out too
+    (N = 0, a plain step). The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay the inner drafter's.
     """
 
     def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None, lookup_tokens: int = 12) -> None:
@@ -332,10 +333,18 @@ class LookupBranchDrafter(Drafter):
         self.max_len, self.price = max_len, tree_price
         self.kept: dict[int, list[int]] = {}  # per n-gram size: _counts
         self.last: tuple[int, int, list[int]] | None = None  # the last branch: (n-gram size, first position, tokens)
-        self.grafted, self.steps, self.prompt_len = 0, 0, prompt_ids.shape[1]  # grafted: drafts that carried a branch
+        self.last_inner: tuple[int, Draft] | None = None  # the last inner draft and its first position
+        self.inner_kept = self.inner_drafts = 0  # the inner drafts' tokens the target kept, and their number
+        self.grafted = 0  # drafts that carried a branch
 
     def _settle(self, committed: torch.Tensor) -> None:
-        """Count how much of the last branch the target kept (greedy or sampled, the committed tokens say)."""
+        """Count how much of the last inner draft and of the last branch the target kept (greedy or sampled,
+        the committed tokens say)."""
+        if self.last_inner is not None:
+            at, inner = self.last_inner
+            self.inner_kept += reached(inner.tokens, inner.parents, committed[0, at:].tolist())
+            self.inner_drafts += 1
+            self.last_inner = None
         if self.last is None:
             return
         size, at, tokens = self.last
@@ -350,30 +359,32 @@ class LookupBranchDrafter(Drafter):
         """[branch tokens kept, branches cut short] for matches of ``size`` tokens, from a prior of one each."""
         return self.kept.setdefault(size, [1, 1])
 
-    def _priced_length(self, size: int, inner: Draft, room: int, committed_len: int) -> int:
+    def _priced_length(self, size: int, inner: Draft, room: int) -> int:
         kept, cut = self._counts(size)
-        beta, length, chance, verified = kept / (kept + cut), 0, 1.0, len(inner)
-        steps = max(self.steps, 1)  # the generation's tokens per step so far, at the inner draft's cost
-        rate = max(1.0, (committed_len - self.prompt_len) / steps) / (
-            inner.levels * self.price.level + self.price.cost(verified))
-        while length < room:
+        beta, k = kept / (kept + cut), len(inner)
+        tokens = 1.0 + (self.inner_kept / self.inner_drafts if k and self.inner_drafts else 0.0)
+        cost = inner.levels * self.price.level + self.price.cost(k)
+        best, best_rate, gain, chance = 0, tokens / cost, 0.0, 1.0
+        for length in range(1, room + 1):
             chance *= beta
-            if chance < rate * (self.price.cost(verified + length + 1) - self.price.cost(verified + length)):
-                break
-            length += 1
-        return length
+            gain += chance
+            rate = (tokens + gain) / (cost + self.price.cost(k + length) - self.price.cost(k))
+            if rate > best_rate:
+                best, best_rate = length, rate
+        return best
 
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         self._settle(committed)
         draft = self.inner.propose(committed, n) if n > 0 else Draft(committed.new_empty(0))
+        if len(draft):
+            self.last_inner = (committed.shape[1], draft)
         self.forwards = self.inner.forwards
         room = self.lookup_tokens if self.max_len <= 0 else min(self.lookup_tokens, self.max_len - committed.shape[1] - 1)
         if draft.q is not None and len(draft):  # a sampled chain keeps its q: as a tree's point masses its
             room = 0                            # tokens would be kept with chance p(x), not min(1, p(x)/q(x))
         branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
         if branch.numel() and self.price is not None:
-            branch = branch[: self._priced_length(self.lookup.matched, draft, branch.numel(), committed.shape[1])]
-        self.steps += 1
+            branch = branch[: self._priced_length(self.lookup.matched, draft, branch.numel())]
         if branch.numel() == 0:
             return draft
         self.grafted += 1

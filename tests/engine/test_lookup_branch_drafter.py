@@ -70,9 +70,20 @@ def test_a_priced_branch_is_cut_where_its_rows_cost_more_than_its_chance_earns(p
     for name, price in (("flat", flat), ("steep", steep)):
         d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8), seq, price)
         lengths[name] = len(d.propose(seq, 1))
-    # prior chance 1/2 per token, rate 1 token a step over c + v(1): flat rows cost nothing, so all 8 copies are
-    # verified; at v(n) = 1 + n/2 a row costs 0.5 / 1.6 of a token: the first copy (0.5) pays, the second (0.25) not
+    # prior chance 1/2 per copy; the inner draft (1 token, no history) yields 1 token at cost c + v(1): flat rows cost
+    # nothing, so all 8 copies are verified; at v(n) = 1 + n/2, 1 copy gives (1 + 0.5) / 2.1 = 0.71 tokens per cost,
+    # above the inner draft's 1 / 1.6, and 2 copies (1 + 0.75) / 2.6 = 0.67 less
     assert lengths == {"flat": 8, "steep": 1}
+
+
+def test_a_run_of_copies_is_priced_whole_where_v_jumps_at_the_first_row(pair):
+    _, draft = pair
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
+    jump = TreePrice(level=0.3, verify=(1.0,) + (1.8,) * 20)  # fp32 without AVX-512: v(1) is most of v(8)
+    lengths = [len(_started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=t), seq, jump).propose(seq, 0))
+               for t in (1, 8)]
+    # a plain step (N = 0) yields 1 token at cost 1: one copy ((1 + 0.5) / 1.8) cannot earn the jump, 8 ((1 + 0.996) / 1.8) can
+    assert lengths == [0, 8]
 
 
 def test_auto_n_calibrates_and_prices_the_branchs_rows_beyond_the_heads_own(pair, copying):
@@ -120,6 +131,7 @@ def test_the_branch_learns_how_often_its_copies_are_kept(pair):
     d.propose(seq, 1)  # branch 7 8 9 1 from a 2-gram match
     d.propose(torch.cat([seq, torch.tensor([[7, 8, 4]])], 1), 1)  # the target kept 7 8, then said 4
     assert d.kept[2] == [1 + 2, 1 + 1]
+    assert (d.inner_kept, d.inner_drafts) == (1, 1)  # the inner lookup's one draft, 7, kept too
 
 
 def test_sampled_output_keeps_the_target_distribution_through_a_branch():
