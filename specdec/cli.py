@@ -258,9 +258,8 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--method", default=None, choices=[*GENERATE_METHODS, "autoregressive"],
                    help="default: with a feature head for the target (bundled or --head), eagle-tree-lookup-auto when "
                    "eager and in bf16/fp16, eagle-lookup-auto when eager in fp32, else eagle-auto; without one, "
-                   "auto (eagle-tree, eagle or "
-                   "speculative when --n is given). " + "; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS)
-                   + "; autoregressive: alias of baseline")
+                   "auto-lookup when eager, else auto (eagle-tree, eagle or speculative when --n is given). "
+                   + "; ".join(f"{m}: {METHODS[m].help}" for m in GENERATE_METHODS) + "; autoregressive: alias of baseline")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--compile", action="store_true",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .baselines.hf_assisted import hf_assisted_generate
 from .baselines.hf_static import hf_static_generate
-from .engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
+from .engine.drafters import LOOKUP_TOKENS, FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
 from .engine.loop import StepCallback, autoregressive_generate, speculative_generate
 from .engine.stats import GenerationResult
 
@@ -62,6 +62,13 @@ class Method:
     streams: bool = True  # reports each step through ``on_step``
     modes: Literal["both", "eager", "compiled"] = "both"
     tree: bool = False  # drafts a token tree (Request.tree_width, tree_nodes)
+    branch: bool = False  # its drafts carry a prompt-lookup branch (LOOKUP_TOKENS rows more)
+
+    def auto_shape(self, tree_width: int, tree_nodes: int | None) -> dict:
+        """auto_policy's keywords for this method's drafts (a tree's width and nodes, a branch's rows), so
+        costs calibrated ahead of a timed run cover every verify it may choose."""
+        shape = dict(width=tree_width, max_nodes=tree_nodes) if self.tree else {}
+        return {**shape, "extra_rows": LOOKUP_TOKENS} if self.branch else shape
 
 
 def _fixed_n(req: Request, default: int = 4) -> int:
@@ -154,7 +161,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            study_n="auto"),
     Method("auto-lookup", "auto N with a prompt-lookup branch grafted on (n-gram copies of the context, each "
            "token priced by the branch's running acceptance, offered on plain steps too), verified with the "
-           "draft's chain as one tree; eager", _auto_lookup, study_n="auto", modes="eager"),
+           "draft's chain as one tree; eager", _auto_lookup, study_n="auto", modes="eager", branch=True),
     Method("auto-random", "auto N with an unrelated random draft: it must fall back to plain decoding",
            _auto, draft="random", study_n="auto"),
     Method("eagle", "our loop drafting with a feature head over the target's own hidden states (EAGLE)",
@@ -169,9 +176,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("eagle-lookup-auto", "eagle-auto with a prompt-lookup branch grafted on (n-gram copies of the context, "
            "each token priced by the branch's running acceptance), verified with the chain as one tree; eager",
-           _eagle_lookup_auto, draft="head", study_n="auto", modes="eager"),
+           _eagle_lookup_auto, draft="head", study_n="auto", modes="eager", branch=True),
     Method("eagle-tree-lookup-auto", "eagle-tree-auto with a prompt-lookup branch grafted on (priced as in "
-           "eagle-lookup-auto); eager", _eagle_tree_lookup_auto, draft="head", study_n="auto", modes="eager", tree=True),
+           "eagle-lookup-auto); eager", _eagle_tree_lookup_auto, draft="head", study_n="auto", modes="eager", tree=True,
+           branch=True),
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
@@ -194,12 +202,12 @@ def default_method(head: bool, compiled: bool, fixed_n: bool, dtype: str) -> str
     tree can run (eager) and its extra rows are cheap (a half-precision verify, memory-bound: v 1.1 at
     10 rows; in fp32 v reaches 1.5 by 4 rows and the tree lost to the chain on both CPUs measured),
     else its chain; without one, the draft model. N is chosen each step (the auto variant) unless fixed;
-    eager with auto N, the head's draft carries a prompt-lookup branch (ahead on quoting prompts, level
-    elsewhere, in bf16 and in fp32)."""
+    eager with auto N, the draft (the head's or the draft model's) carries a prompt-lookup branch (ahead
+    on quoting prompts, level elsewhere, in bf16 and in fp32)."""
     tree = not compiled and dtype in ("bfloat16", "float16")
     name = "speculative" if not head else "eagle-tree" if tree else "eagle"
     if fixed_n:
         return name
-    if head and not compiled:
-        return "eagle-tree-lookup-auto" if tree else "eagle-lookup-auto"
+    if not compiled:
+        return "auto-lookup" if not head else "eagle-tree-lookup-auto" if tree else "eagle-lookup-auto"
     return {"speculative": "auto", "eagle": "eagle-auto"}[name]

@@ -115,8 +115,8 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         from .auto.autotune import auto_policy
 
         t0 = time.perf_counter()
-        tree = dict(width=args.tree_width, max_nodes=args.tree_nodes) if method.tree else {}
-        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler, **tree)
+        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler,
+                    **method.auto_shape(args.tree_width, args.tree_nodes))
         calibrate_s = time.perf_counter() - t0
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,

@@ -11,7 +11,8 @@ from specdec.methods import GENERATE_METHODS, METHODS, default_method
     (True, False, False, "float32", "eagle-lookup-auto"),  # a tree's extra rows are dear in fp32
     (True, True, True, "bfloat16", "eagle"),  # a tree runs eager only
     (True, True, False, "float32", "eagle-auto"),  # so does a lookup branch
-    (False, False, False, "bfloat16", "auto"),
+    (False, False, False, "bfloat16", "auto-lookup"),  # the draft model's chain takes a branch too
+    (False, True, False, "bfloat16", "auto"),
     (False, True, True, "float32", "speculative"),
 ])
 def test_default_method_is_the_fastest_drafter_that_can_run(head, compiled, fixed_n, dtype, expected):

@@ -42,8 +42,8 @@ def test_cli_generate_stream(tmp_path, capsys):
     assert lines[-1].startswith("8 tokens") and "acceptance" in lines[-1] and "tau" in lines[-1]
     assert lines[-1].endswith("method speculative")  # no feature head for this target: the draft model at N = 4
     assert cli.main(argv) == 0  # no --n either: N chosen each step (which N depends on this machine's timings)
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].endswith("method auto") and lines[-1].startswith("auto N: c and v(N) measured in")
+    lines = capsys.readouterr().out.strip().splitlines()  # with a lookup branch (eager)
+    assert lines[-2].endswith("method auto-lookup") and lines[-1].startswith("auto N: c and v(N) measured in")
     assert cli.main(argv + ["--method", "baseline"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "plain decoding" in last and "acceptance" not in last and "nan" not in last
@@ -52,7 +52,8 @@ def test_cli_generate_stream(tmp_path, capsys):
     assert "--stream needs a method that reports its steps" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["speculative", "auto", "prompt-lookup", "hf-assisted", "hf-default", "baseline"])
+@pytest.mark.parametrize("method", ["speculative", "auto", "auto-lookup", "prompt-lookup", "hf-assisted", "hf-default",
+                                    "baseline"])
 def test_every_generate_method_reproduces_plain_greedy(tmp_path_factory, method):
     """``specdec generate`` dispatches through the method registry; each method is lossless."""
     from specdec.methods import GENERATE_METHODS, METHODS, Request
@@ -64,6 +65,21 @@ def test_every_generate_method_reproduces_plain_greedy(tmp_path_factory, method)
     uses_draft = METHODS[method].draft == "model"
     req = Request(target.model, draft.model if uses_draft else None, prompt, 3, 12)
     assert METHODS[method].run(req).tokens == reference
+
+
+@pytest.mark.parametrize("method", ["auto", "auto-lookup"])
+def test_costs_calibrated_ahead_cover_every_verify_the_method_may_choose(method):
+    """``specdec generate`` and the study calibrate auto N before the clock starts; the timed run must not
+    measure again (a lookup branch verifies up to LOOKUP_TOKENS rows beyond the draft's own)."""
+    from specdec.auto.autotune import auto_policy
+    from specdec.auto.calibration import default_calibration_cache
+    from specdec.methods import METHODS, Request
+
+    target, draft = tiny_pair()
+    prompt = target.tokenizer("Now is the winter of our discontent, now is the", return_tensors="pt")["input_ids"]
+    costs = auto_policy(target.model, draft.model, prompt, **METHODS[method].auto_shape(6, 32)).costs
+    METHODS[method].run(Request(target.model, draft.model, prompt, "auto", 12))
+    assert default_calibration_cache().get(target.model, draft.model) is costs
 
 
 @pytest.mark.parametrize("method", ["eagle", "eagle-tree"])

@@ -297,6 +297,9 @@ class PromptLookupDrafter(Drafter):
         return Draft(tokens, q)
 
 
+LOOKUP_TOKENS = 12  # a lookup branch's tokens at most (LookupBranchDrafter's default)
+
+
 class LookupBranchDrafter(Drafter):
     """Another drafter's proposal with a prompt-lookup branch grafted on, verified as one token tree.
 
@@ -316,7 +319,8 @@ class LookupBranchDrafter(Drafter):
     (N = 0, a plain step). The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay the inner drafter's.
     """
 
-    def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None, lookup_tokens: int = 12) -> None:
+    def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None,
+                 lookup_tokens: int = LOOKUP_TOKENS) -> None:
         if lookup_tokens < 1:
             raise ValueError(f"lookup_tokens must be >= 1, got {lookup_tokens}")
         self.inner, self.lookup, self.lookup_tokens = inner, lookup or PromptLookupDrafter(), lookup_tokens

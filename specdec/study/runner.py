@@ -114,9 +114,8 @@ class Study:
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         for method, compiled in auto_cells:
             t0 = time.perf_counter()
-            tree = dict(width=self.cfg.tree_width, max_nodes=self.cfg.tree_nodes) if METHODS[method].tree else {}
-            costs = auto_policy(self.target.model, self.draft_for(method), ids,
-                                compiler=self.compiler if compiled else None, **tree).costs
+            costs = auto_policy(self.target.model, self.draft_for(method), ids, compiler=self.compiler if compiled else None,
+                                **METHODS[method].auto_shape(self.cfg.tree_width, self.cfg.tree_nodes)).costs
             out[method + (" compiled" if compiled else "")] = {
                 "seconds": time.perf_counter() - t0, "c": costs.c,
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
