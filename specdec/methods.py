@@ -159,8 +159,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("speculative", "our loop with the draft model at a fixed N", _speculative, study_n="grid"),
     Method("auto", "our loop, N chosen each step from measured costs and running acceptance", _auto,
            study_n="auto"),
-    Method("auto-lookup", "auto N with a prompt-lookup branch grafted on (n-gram copies of the context, each "
-           "token priced by the branch's running acceptance, offered on plain steps too), verified with the "
+    Method("auto-lookup", "auto N with a prompt-lookup branch grafted on (n-gram copies of the context, as many "
+           "as the branch's running acceptance pays for, offered on plain steps too), verified with the "
            "draft's chain as one tree; eager", _auto_lookup, study_n="auto", modes="eager", branch=True),
     Method("auto-random", "auto N with an unrelated random draft: it must fall back to plain decoding",
            _auto, draft="random", study_n="auto"),
@@ -175,7 +175,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "measured costs (the likeliest nodes that maximise expected tokens per cost; auto N); eager",
            _eagle_tree_auto, draft="head", study_n="auto", modes="eager", tree=True),
     Method("eagle-lookup-auto", "eagle-auto with a prompt-lookup branch grafted on (n-gram copies of the context, "
-           "each token priced by the branch's running acceptance), verified with the chain as one tree; eager",
+           "as many as the branch's running acceptance pays for), verified with the chain as one tree; eager",
            _eagle_lookup_auto, draft="head", study_n="auto", modes="eager", branch=True),
     Method("eagle-tree-lookup-auto", "eagle-tree-auto with a prompt-lookup branch grafted on (priced as in "
            "eagle-lookup-auto); eager", _eagle_tree_lookup_auto, draft="head", study_n="auto", modes="eager", tree=True,
