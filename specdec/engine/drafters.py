@@ -336,7 +336,7 @@ class LookupBranchDrafter(Drafter):
         self.lookup.start(prompt_ids, params, vocab_size, generator)
         self.max_len, self.price = max_len, tree_price
         self.kept: dict[int, list[int]] = {}  # per n-gram size: _counts
-        self.last: tuple[int, int, list[int]] | None = None  # the last branch: (n-gram size, first position, tokens)
+        self.last: tuple[int, int, torch.Tensor] | None = None  # the last branch: (n-gram size, first position, tokens)
         self.last_inner: tuple[int, Draft] | None = None  # the last inner draft and its first position
         self.inner_kept = self.inner_drafts = 0  # the inner drafts' tokens the target kept, and their number
         self.grafted = 0  # drafts that carried a branch
@@ -351,9 +351,9 @@ class LookupBranchDrafter(Drafter):
             self.last_inner = None
         if self.last is None:
             return
-        size, at, tokens = self.last
-        got = committed[0, at: at + len(tokens)].tolist()
-        kept = next((i for i, (a, b) in enumerate(zip(got, tokens)) if a != b), len(got))
+        size, at, branch = self.last
+        got = committed[0, at: at + len(branch)].tolist()
+        kept = reached(branch, None, got)
         counts = self._counts(size)
         counts[0] += kept
         counts[1] += kept < len(got)
@@ -392,7 +392,7 @@ class LookupBranchDrafter(Drafter):
         if branch.numel() == 0:
             return draft
         self.grafted += 1
-        self.last = (self.lookup.matched, committed.shape[1], branch.tolist())
+        self.last = (self.lookup.matched, committed.shape[1], branch)
         tokens, parents = graft(branch, draft.tokens if len(draft) else None, draft.parents)
         return Draft(tokens, None, parents, own=draft)
 
