@@ -315,15 +315,26 @@ class LookupBranchDrafter(Drafter):
     running share of branch tokens kept (per n-gram size of the match), E = 1 + the inner draft's running
     tokens kept per draft (1 on a plain step), C its levels·c + v(k), k its nodes; L = 0 when no length beats
     E / C. So a likely run of copies is tried even where v jumps at the first drafted row (fp32 without
-    AVX-512), and one copy alone is not. The branch is offered on steps the inner drafter sits out too
-    (N = 0, a plain step). The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay the inner drafter's.
+    AVX-512), and one copy alone is not. A match size of at least ``probe_ngram`` tokens that the price has
+    turned off is probed, as auto N probes a plain run: after ``probe_every`` such matches priced out, one
+    branch of full length is verified anyway, so β can recover where an answer starts to quote its context
+    (one early miss would otherwise end a size for the whole generation); each probe that leaves it priced
+    out doubles the wait (up to ``probe_max``), and the wait resets once the price takes it again
+    (``probe_every=0``: never probe). Single-token matches, common and seldom followed, are not probed
+    (``benchmarks/replay_branch.py`` compares schedules). The branch is offered on steps the inner drafter
+    sits out too (N = 0, a plain step). The proposal's ``own`` is the inner draft, so α and auto N's α̂ stay
+    the inner drafter's.
     """
 
     def __init__(self, inner: Drafter, lookup: PromptLookupDrafter | None = None,
-                 lookup_tokens: int = LOOKUP_TOKENS) -> None:
+                 lookup_tokens: int = LOOKUP_TOKENS, probe_every: int = 4, probe_max: int = 32,
+                 probe_ngram: int = 2) -> None:
         if lookup_tokens < 1:
             raise ValueError(f"lookup_tokens must be >= 1, got {lookup_tokens}")
+        if probe_every < 0 or probe_max < probe_every:
+            raise ValueError(f"need 0 <= probe_every <= probe_max, got {probe_every}, {probe_max}")
         self.inner, self.lookup, self.lookup_tokens = inner, lookup or PromptLookupDrafter(), lookup_tokens
+        self.probe_every, self.probe_max, self.probe_ngram = probe_every, probe_max, probe_ngram
         self.model, self.wants_hidden_states, self.priced = inner.model, inner.wants_hidden_states, inner.priced
         self.tree_width, self.tree_nodes = inner.tree_width, inner.tree_nodes
         self.extra_rows = inner.extra_rows + lookup_tokens
@@ -336,10 +347,11 @@ class LookupBranchDrafter(Drafter):
         self.lookup.start(prompt_ids, params, vocab_size, generator)
         self.max_len, self.price = max_len, tree_price
         self.kept: dict[int, list[int]] = {}  # per n-gram size: _counts
+        self.waits: dict[int, list[int]] = {}  # per n-gram size: [matches priced out since the last branch, wait]
         self.last: tuple[int, int, torch.Tensor] | None = None  # the last branch: (n-gram size, first position, tokens)
         self.last_inner: tuple[int, Draft] | None = None  # the last inner draft and its first position
         self.inner_kept = self.inner_drafts = 0  # the inner drafts' tokens the target kept, and their number
-        self.grafted = 0  # drafts that carried a branch
+        self.grafted = self.probes = 0  # drafts that carried a branch; branches verified as probes
 
     def _settle(self, committed: torch.Tensor) -> None:
         """Count how much of the last inner draft and of the last branch the target kept (greedy or sampled,
@@ -377,6 +389,21 @@ class LookupBranchDrafter(Drafter):
                 best, best_rate = length, rate
         return best
 
+    def _probed_length(self, size: int, length: int, room: int) -> int:
+        """``length`` as priced, or ``room`` (a probe) when matches of ``size`` were priced out for the wait."""
+        if self.probe_every == 0 or size < self.probe_ngram:
+            return length
+        waits = self.waits.setdefault(size, [0, self.probe_every])
+        if length > 0:
+            waits[:] = [0, self.probe_every]
+            return length
+        waits[0] += 1
+        if waits[0] < waits[1]:
+            return 0
+        waits[:] = [0, min(2 * waits[1], self.probe_max)]
+        self.probes += 1
+        return room
+
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         self._settle(committed)
         draft = self.inner.propose(committed, n) if n > 0 else Draft(committed.new_empty(0))
@@ -388,7 +415,8 @@ class LookupBranchDrafter(Drafter):
             room = 0                            # tokens would be kept with chance p(x), not min(1, p(x)/q(x))
         branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
         if branch.numel() and self.price is not None:
-            branch = branch[: self._priced_length(self.lookup.matched, draft, branch.numel())]
+            size = self.lookup.matched
+            branch = branch[: self._probed_length(size, self._priced_length(size, draft, branch.numel()), branch.numel())]
         if branch.numel() == 0:
             return draft
         self.grafted += 1

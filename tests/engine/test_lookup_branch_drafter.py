@@ -171,3 +171,44 @@ def test_refuses_compiling_and_an_empty_branch_in_one_line(pair, prompt):
         LookupBranchDrafter(ModelDrafter(draft)).start(prompt, SamplingParams(), 256, None, compiler=object())
     with pytest.raises(ValueError, match="lookup_tokens"):
         LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=0)
+
+
+JUMP = TreePrice(level=0.3, verify=(1.0,) + (1.8,) * 20)  # v(1) is most of v(8): a poor β prices a branch out
+
+
+def _offers(drafter, seq, count):
+    """Branch lengths over ``count`` plain steps that all see the same match (nothing new committed)."""
+    return [len(drafter.propose(seq, 0)) for _ in range(count)]
+
+
+def test_a_match_size_priced_out_is_probed_and_each_probe_that_fails_doubles_the_wait(pair):
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])  # a 2-token match: lookup drafts 7 8 9 1 2 3 5 6
+    d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8, probe_every=4, probe_max=8), seq, JUMP)
+    d.kept[2] = [1, 9]  # β 0.1: (1 + Σ 0.1^i) / 1.8 < 1, no length beats a plain step
+    lengths = _offers(d, seq, 24)
+    probes = [i for i, n in enumerate(lengths) if n]
+    assert probes == [3, 11, 19] and lengths[3] == 8 and d.probes == 3  # waits 4, then 8, held at probe_max
+    d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8, probe_every=0), seq, JUMP)
+    d.kept[2] = [1, 9]
+    assert _offers(d, seq, 24) == [0] * 24  # probe_every=0: never
+
+
+def test_the_wait_resets_once_the_price_takes_the_size_again_and_one_token_matches_are_not_probed(pair):
+    seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
+    d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8, probe_every=2, probe_max=16), seq, JUMP)
+    d.kept[2] = [1, 9]
+    assert _offers(d, seq, 6) == [0, 8, 0, 0, 0, 8]  # waits 2, then 4
+    d.kept[2] = [9, 1]  # β 0.9: the price takes the size again
+    assert _offers(d, seq, 1) == [8] and d.waits[2] == [0, 2]
+    d.kept[2] = [1, 9]
+    assert _offers(d, seq, 2) == [0, 8]  # the wait back at probe_every
+    single = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 4, 6]])  # only "6" recurs: a 1-token match
+    d = _started(LookupBranchDrafter(PromptLookupDrafter(), lookup_tokens=8, probe_every=2, probe_max=16), single, JUMP)
+    d.kept[1] = [1, 9]
+    assert _offers(d, single, 12) == [0] * 12 and d.lookup.matched == 1
+
+
+def test_probe_settings_are_checked(pair):
+    _, draft = pair
+    with pytest.raises(ValueError, match="probe_every"):
+        LookupBranchDrafter(ModelDrafter(draft), probe_every=8, probe_max=4)
