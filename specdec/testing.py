@@ -138,4 +138,4 @@ def chi_square(counts: torch.Tensor, expected_probs: torch.Tensor) -> float:
 
 
 # 0.1% critical values of χ² by degrees of freedom (a correct sampler fails one test in a thousand)
-CHI2_CRITICAL_P001 = {9: 27.88, 15: 37.70}
+CHI2_CRITICAL_P001 = {3: 16.27, 9: 27.88, 15: 37.70}

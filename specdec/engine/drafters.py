@@ -23,7 +23,8 @@ class Draft:
     """Proposed tokens (k,) and, when sampling, the draft distributions q (k, V) they came from.
 
     ``parents`` (k,) makes it a token tree (:mod:`.tree`): node i continues node ``parents[i]``
-    (-1: the last committed token); None is a chain, each token continuing the one before. ``own``: the
+    (-1: the last committed token); None is a chain, each token continuing the one before. A tree's q is
+    None when every node was chosen (a point mass), else one row a node, one-hot for chosen ones. ``own``: the
     drafter's own proposal, when this one carries more (a grafted lookup branch); the loop's counts
     (α, auto N's α̂) are of ``own``, so they stay the drafter's.
     """
@@ -308,7 +309,8 @@ class LookupBranchDrafter(Drafter):
     nothing and the inner drafter's proposal is verified as it is. The branch (at most ``lookup_tokens``,
     within the generation's length) leads the tree (:func:`~.tree.graft`); a node both propose is verified
     once. Lossless like any tree: the branch is a point-mass draft. Eager only (a tree's attention mask).
-    When sampling, a chain the inner drafter sampled (with its q) is verified alone, by rejection sampling.
+    When sampling, a draft the inner drafter sampled keeps its q in the tree: ``tree.sampled_tree_accept``
+    tries its nodes before the branch's (one-hot q) with min(1, p/q), so copies pay at any temperature.
 
     Given a :class:`~.tree.TreePrice` (auto N), the branch is priced like a tree's budget: its length L
     maximises the step's expected tokens per cost, (E + Σ_{i≤L} β^i) / (C + v(k + L) − v(k)), with β the
@@ -411,8 +413,6 @@ class LookupBranchDrafter(Drafter):
             self.last_inner = (committed.shape[1], draft)
         self.forwards = self.inner.forwards
         room = self.lookup_tokens if self.max_len <= 0 else min(self.lookup_tokens, self.max_len - committed.shape[1] - 1)
-        if draft.q is not None and len(draft):  # a sampled chain keeps its q: as a tree's point masses its
-            room = 0                            # tokens would be kept with chance p(x), not min(1, p(x)/q(x))
         branch = self.lookup.propose(committed, room).tokens if room > 0 else committed.new_empty(0)
         if branch.numel() and self.price is not None:
             size = self.lookup.matched
@@ -421,8 +421,12 @@ class LookupBranchDrafter(Drafter):
             return draft
         self.grafted += 1
         self.last = (self.lookup.matched, committed.shape[1], branch)
-        tokens, parents = graft(branch, draft.tokens if len(draft) else None, draft.parents)
-        return Draft(tokens, None, parents, own=draft)
+        tokens, parents, where = graft(branch, draft.tokens if len(draft) else None, draft.parents)
+        q = None
+        if draft.q is not None:  # a sampled draft keeps its q (its rows, also where the branch holds its token);
+            q = torch.nn.functional.one_hot(tokens, draft.q.shape[-1]).to(draft.q.dtype)  # the branch: point masses
+            q[torch.tensor(where, device=q.device)] = draft.q
+        return Draft(tokens, q, parents, own=draft)
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
         self.inner.commit(committed_len, hidden_states, first_position)

@@ -210,7 +210,7 @@ def speculative_generate(
             elif tree:
                 path, next_token = (greedy_tree_accept(proposal.tokens, proposal.parents, greedy_token(logits)) if params.greedy
                                     else sampled_tree_accept(proposal.tokens, proposal.parents,
-                                                             probs_from_logits(logits, params), gen))
+                                                             probs_from_logits(logits, params), gen, proposal.q))
             else:
                 n_acc, next_token = (greedy_accept(proposal.tokens, greedy_token(logits)) if params.greedy else
                                      rejection_accept(proposal.tokens, proposal.q, probs_from_logits(logits, params), gen))

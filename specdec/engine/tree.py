@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .sampling import sample
+from .verify import residual
 
 
 def tree_size(depth: int, width: int, max_nodes: int | None = None) -> int:
@@ -188,29 +189,33 @@ def greedy_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, target_argma
 
 
 def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Tensor,
-                        generator: torch.Generator | None = None) -> tuple[list[int], int]:
+                        generator: torch.Generator | None = None, q: torch.Tensor | None = None
+                        ) -> tuple[list[int], int]:
     """(path, next_token) distributed exactly as tokens sampled one by one from p.
 
     tokens, parents: (M,); p: (M + 1, V), the target's probabilities at the last committed token
-    (row 0) and at each node (row i + 1). At a node, r starts as its row of p; each child x in turn
-    is kept with probability r(x) (a point-mass draft: min(1, r(x) / 1)), else removed from r
-    (r(x) = 0, renormalised). When no child is kept, the next token is drawn from r.
+    (row 0) and at each node (row i + 1); q: (M, V), each node's draft distribution, one-hot for a node
+    chosen rather than sampled (None: every node is). At a node, r starts as its row of p; each child x
+    in turn is kept with probability min(1, r(x) / q(x)), else r becomes norm(max(0, r - q)) (for a
+    point mass: r(x) = 0, renormalised): SpecInfer's rule for several drafts. Children drawn from a q
+    are tried before chosen ones: a chosen node that equals a drawn sibling is that one node (``graft``),
+    and tried first the drawn draft's rejection leaves r(x) = 0, so the chosen duplicate's trial, which
+    could only fail, changes nothing. When no child is kept, the next token is drawn from r.
     """
     children = _children(parents)
     toks = tokens.tolist()
+    q_x = [1.0] * len(toks) if q is None else q.gather(-1, tokens.view(-1, 1)).view(-1).tolist()
     path, node = [], -1
     while True:
         r = p[node + 1]
         kept = None
-        for child in children.get(node, ()):
+        for child in sorted(children.get(node, ()), key=lambda c: q_x[c] >= 1.0):  # drawn first, stable
             x = toks[child]
-            if float(torch.rand((), generator=generator, device=p.device)) < float(r[x]):
+            if float(torch.rand((), generator=generator, device=p.device)) * q_x[child] < float(r[x]):
                 kept = child
                 break
-            rest = r.clone()
-            rest[x] = 0.0
-            total = rest.sum()
-            r = rest / total if total > 0 else r  # r(x) = 1 cannot be rejected; guard rounding
+            point = torch.zeros_like(r).index_fill_(0, tokens[child: child + 1].to(r.device), 1.0)
+            r = residual(r, point if q is None else q[child].to(r.dtype))
         if kept is None:
             return path, int(sample(r, generator))
         path.append(kept)
@@ -218,20 +223,21 @@ def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Te
 
 
 def graft(chain: torch.Tensor, tokens: torch.Tensor | None, parents: torch.Tensor | None
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, parents) of one tree holding the ``chain`` (K,) first, as nodes 0..K-1, then the nodes
-    of the tree ``tokens``, ``parents`` (M,) (None for ``parents``: a chain; None for both: no tree) that
-    it does not already hold: a node equal in token and parent to one already kept is that node.
+          ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(tokens, parents, where) of one tree holding the ``chain`` (K,) first, as nodes 0..K-1, then the
+    nodes of the tree ``tokens``, ``parents`` (M,) (None for ``parents``: a chain; None for both: no tree)
+    that it does not already hold: a node equal in token and parent to one already kept is that node.
+    ``where``: each of the tree's M nodes' index in the merged one.
 
     The chain leads so that, when it is accepted, its rows are the ones the target's cache keeps.
     """
     out_tokens = chain.tolist()
     out_parents = list(range(-1, len(out_tokens) - 1))
+    where: list[int] = []  # each grafted node's index in the merged tree
     child = {(p, t): i for i, (p, t) in enumerate(zip(out_parents, out_tokens))}
     if tokens is not None:
         if parents is None:
             parents = torch.arange(-1, tokens.shape[0] - 1, device=tokens.device)
-        where: list[int] = []  # each grafted node's index in the merged tree
         for t, p in zip(tokens.tolist(), parents.tolist()):
             key = (where[p] if p >= 0 else -1, t)
             if key not in child:
@@ -241,7 +247,7 @@ def graft(chain: torch.Tensor, tokens: torch.Tensor | None, parents: torch.Tenso
             where.append(child[key])
     device = chain.device
     return (torch.tensor(out_tokens, dtype=chain.dtype, device=device),
-            torch.tensor(out_parents, dtype=torch.long, device=device))
+            torch.tensor(out_parents, dtype=torch.long, device=device), where)
 
 
 def contiguous_prefix(path: list[int]) -> int:

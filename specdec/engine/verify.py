@@ -29,6 +29,14 @@ def greedy_accept(draft_tokens: torch.Tensor, target_argmax: torch.Tensor) -> tu
     return n, int(target_argmax[n])
 
 
+def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """norm(max(0, p - q)): what a draft drawn from q leaves of p once it is rejected (p itself when
+    nothing is left: p == q cannot reject, but rounding can)."""
+    rest = (p - q).clamp_min(0.0)
+    total = rest.sum()
+    return rest / total if total > 0 else p
+
+
 def rejection_accept(
     draft_tokens: torch.Tensor,
     q: torch.Tensor,
@@ -50,8 +58,4 @@ def rejection_accept(
     n = accepted_prefix_length(r * q_x < p_x)  # r < p/q without dividing by q
     if n == n_draft:
         return n, int(sample(p[n_draft], generator))
-    residual = (p[n] - q[n]).clamp_min(0.0)
-    total = residual.sum()
-    # p == q leaves no residual mass; then a rejection cannot happen, but guard rounding.
-    dist = residual / total if total > 0 else p[n]
-    return n, int(sample(dist, generator))
+    return n, int(sample(residual(p[n], q[n]), generator))

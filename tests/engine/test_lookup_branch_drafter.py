@@ -7,7 +7,7 @@ from specdec import autoregressive_generate, speculative_generate
 from specdec.auto.calibration import default_calibration_cache
 from specdec.engine.drafters import FeatureHeadDrafter, LookupBranchDrafter, ModelDrafter, PromptLookupDrafter
 from specdec.engine.sampling import SamplingParams
-from specdec.engine.tree import TreePrice
+from specdec.engine.tree import TreePrice, graft
 from specdec.testing import CHI2_CRITICAL_P001, FixtureSpec, chi_square, fixture_pair, random_head, second_token_marginal
 
 NEW = 30
@@ -134,18 +134,22 @@ def test_the_branch_learns_how_often_its_copies_are_kept(pair):
     assert (d.inner_kept, d.inner_drafts) == (1, 1)  # the inner lookup's one draft, 7, kept too
 
 
-def test_sampled_output_keeps_the_target_distribution_through_a_branch():
+@pytest.mark.parametrize("inner", ["head tree", "head chain", "draft model"])
+def test_sampled_output_keeps_the_target_distribution_through_a_branch(inner):
     spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
                        eps=0.3, head_scale=3.0, seed=5)
-    target, _ = fixture_pair(spec)
+    target, draft = fixture_pair(spec)
     head = random_head(target, seed=1)
     prompt = torch.tensor([[3, 4, 5, 3, 4, 5, 3, 4]])  # "3 4" recurs: the branch drafts "5 3 4 ..."
     expected = second_token_marginal(target, prompt)
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(16)
     accepted = grafted = 0
+    make = {"head tree": lambda: FeatureHeadDrafter(head, tree_width=2),  # chosen nodes: point masses
+            "head chain": lambda: FeatureHeadDrafter(head),  # a sampled chain with its q, beside the branch
+            "draft model": lambda: ModelDrafter(draft)}[inner]
     for _ in range(1500):
-        drafter = LookupBranchDrafter(FeatureHeadDrafter(head, tree_width=2), lookup_tokens=3)  # a tree: grafted
+        drafter = LookupBranchDrafter(make(), lookup_tokens=3)
         res = speculative_generate(target, None, prompt, num_draft_tokens=2, max_new_tokens=3,
                                    temperature=1.0, generator=g, drafter=drafter)
         counts[res.tokens[1]] += 1
@@ -154,15 +158,21 @@ def test_sampled_output_keeps_the_target_distribution_through_a_branch():
     assert accepted > 0 and grafted > 0
 
 
-def test_a_sampled_chain_keeps_its_q_and_is_not_grafted(pair):
+def test_a_sampled_chain_keeps_its_q_in_the_tree_and_the_branch_is_one_hot(pair):
     target, draft = pair
     seq = torch.tensor([[5, 6, 7, 8, 9, 1, 2, 3, 5, 6]])
     d = LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=4)
     d.start(seq, SamplingParams(temperature=1.0), 256, torch.Generator().manual_seed(0))
     out = d.propose(seq, 2)
-    assert out.parents is None and out.q is not None and len(out) == 2 and d.grafted == 0
-    d = _started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=4), seq)  # greedy: no q, so grafted
-    assert d.propose(seq, 2).parents is not None and d.grafted == 1
+    own = out.own
+    assert out.parents is not None and d.grafted == 1 and own.q is not None and len(own) == 2
+    assert out.tokens[:4].tolist() == [7, 8, 9, 1] and out.q.shape == (len(out), own.q.shape[-1])
+    _, _, where = graft(out.tokens[:4], own.tokens, None)  # the chain's nodes in the tree
+    assert torch.equal(out.q[where], own.q)  # the chain's rows, also where the branch holds its token
+    for node in set(range(len(out))) - set(where):
+        assert out.q[node, out.tokens[node]] == 1.0 and out.q[node].sum() == 1.0  # the branch: point masses
+    d = _started(LookupBranchDrafter(ModelDrafter(draft), lookup_tokens=4), seq)  # greedy: no q at all
+    assert d.propose(seq, 2).q is None and d.grafted == 1
 
 
 def test_refuses_compiling_and_an_empty_branch_in_one_line(pair, prompt):

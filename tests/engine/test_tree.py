@@ -79,6 +79,35 @@ def test_sampled_tree_accept_emits_tokens_distributed_as_the_target():
     assert kept > 0
 
 
+def test_a_drawn_draft_beside_a_chosen_one_keeps_the_target_distribution_whether_or_not_they_merge():
+    # a chosen (point-mass) branch token 1 and a draft x drawn from q at the same node, grafted as the
+    # lookup branch does it: merged into one node (with x's q) when x is 1. Tried in the other order (the
+    # chosen one first) the output would be 1 three times in four, not half the time
+    g = torch.Generator().manual_seed(1)
+    p = torch.tensor([[0.0625, 0.5, 0.1875, 0.25]] * 3)
+    q = torch.tensor([0.5 / 3, 0.5, 0.5 / 3, 0.5 / 3])
+    first, kept, merged = torch.zeros(4), 0, 0
+    for _ in range(4000):
+        x = torch.multinomial(q, 1, generator=g)
+        tokens, parents, where = graft(torch.tensor([1]), x, None)
+        rows = torch.nn.functional.one_hot(tokens, 4).float()
+        rows[torch.tensor(where)] = q
+        path, nxt = sampled_tree_accept(tokens, parents, p[: len(tokens) + 1], g, rows)
+        first[(tokens[path].tolist() + [nxt])[0]] += 1
+        kept, merged = kept + bool(path), merged + (len(tokens) == 1)
+    assert chi_square(first, p[0]) < CHI2_CRITICAL_P001[3]
+    assert kept > 1000 and merged > 1500  # both drafts are kept at times, and half the trials merge them
+
+
+def test_one_hot_rows_are_the_point_masses_of_no_q():
+    parents, tokens = torch.tensor([-1, -1, 0]), torch.tensor([1, 2, 3])
+    p = torch.softmax(torch.randn(4, 6, generator=torch.Generator().manual_seed(3)), -1)
+    rows = torch.nn.functional.one_hot(tokens, 6).float()
+    for seed in range(20):
+        a = sampled_tree_accept(tokens, parents, p, torch.Generator().manual_seed(seed))
+        assert sampled_tree_accept(tokens, parents, p, torch.Generator().manual_seed(seed), rows) == a
+
+
 def test_sampled_tree_accept_keeps_a_certain_child_and_never_emits_a_rejected_one():
     parents, tokens = torch.tensor([-1, -1, 0]), torch.tensor([1, 2, 3])
     p = torch.zeros(4, 5)
@@ -179,9 +208,10 @@ def test_tree_price_keeps_the_budget_of_most_tokens_per_cost_and_expands_when_a_
 
 def test_graft_puts_the_chain_first_and_verifies_shared_nodes_once():
     chain = torch.tensor([10, 12, 15, 30])  # follows the tree's nodes 0, 2, 5, then leaves it
-    tokens, parents = graft(chain, TOKENS, PARENTS)
+    tokens, parents, where = graft(chain, TOKENS, PARENTS)
     assert tokens.tolist() == [10, 12, 15, 30, 11, 13, 14]
     assert parents.tolist() == [-1, 0, 1, 2, -1, 0, 4]
+    assert where == [0, 4, 1, 5, 6, 2]  # the tree's nodes in the merged one
     argmax = torch.tensor([10, 12, 15, 30, 7, 0, 0, 0])  # the target agrees all down the chain
     assert greedy_tree_accept(tokens, parents, argmax) == ([0, 1, 2, 3], 7)
     argmax = torch.tensor([11, 0, 0, 0, 0, 14, 0, 99])  # a tree path survives the graft
@@ -190,10 +220,10 @@ def test_graft_puts_the_chain_first_and_verifies_shared_nodes_once():
 
 
 def test_graft_of_two_chains_and_of_nothing():
-    tokens, parents = graft(torch.tensor([5, 6, 7]), torch.tensor([5, 8]), None)  # a chain as the tree
-    assert tokens.tolist() == [5, 6, 7, 8] and parents.tolist() == [-1, 0, 1, 0]
-    tokens, parents = graft(torch.tensor([5, 6]), None, None)
-    assert tokens.tolist() == [5, 6] and parents.tolist() == [-1, 0]
+    tokens, parents, where = graft(torch.tensor([5, 6, 7]), torch.tensor([5, 8]), None)  # a chain as the tree
+    assert tokens.tolist() == [5, 6, 7, 8] and parents.tolist() == [-1, 0, 1, 0] and where == [0, 3]
+    tokens, parents, where = graft(torch.tensor([5, 6]), None, None)
+    assert tokens.tolist() == [5, 6] and parents.tolist() == [-1, 0] and where == []
 
 
 def test_reached_follows_a_steps_committed_tokens_down_a_chain_or_a_tree():
