@@ -228,12 +228,16 @@ def add_compare_args(c: argparse.ArgumentParser) -> None:
 def run_compare(args: dict) -> None:
     """Print the head's and the draft's agreement with the target's answers to one prompt set."""
     from ..models import load_head
-    from .evaluate import answer_agreement, draft_predictor, head_predictor
+    from .evaluate import answer_agreement, draft_predictor, head_predictor, vocabulary_ceiling
 
     target = load_model(args["target"], dtype=args["dtype"])
     predictors = {}
     if args["head"]:
-        predictors["head"] = head_predictor(target.model, load_head(args["head"], target).model)
+        head = load_head(args["head"], target).model
+        predictors["head"] = head_predictor(target.model, head)
+        ceiling = vocabulary_ceiling(head)
+        if ceiling is not None:
+            predictors["head's vocabulary (ceiling)"] = ceiling
     if args["draft"]:
         predictors["draft"] = draft_predictor(load_model(args["draft"], dtype=args["dtype"]).model)
     res = answer_agreement(target.model, target.tokenizer, predictors, args["prompt_set"], args["count"],

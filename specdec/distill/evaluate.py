@@ -87,6 +87,19 @@ def head_predictor(target: Any, head: Any) -> Predictor:
     return predict
 
 
+def vocabulary_ceiling(head: Any) -> Predictor | None:
+    """A guess right at every token a head can propose (its ``draft_vocab``; q is 0 elsewhere) and wrong
+    elsewhere: its agreement is the most that vocabulary allows. None for a head over every id."""
+    ids = getattr(head, "vocab_ids", None)
+    if ids is None:
+        return None
+
+    def predict(full: torch.Tensor) -> torch.Tensor:
+        inside = torch.isin(full[0], ids.to(full.device))
+        return torch.where(inside, full[0], torch.full_like(full[0], -1))
+    return predict
+
+
 @torch.no_grad()
 def answer_agreement(target: Any, tokenizer: Any, predictors: dict[str, Predictor], prompt_set: str = "study",
                      count: int = 12, prompt_len: int = 128, new_tokens: int = 64) -> dict[str, tuple[float, int]]:

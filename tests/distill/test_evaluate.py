@@ -62,3 +62,19 @@ def test_answer_agreement_scores_a_perfect_and_a_random_predictor():
                            prompt_set="everyday", count=2, new_tokens=10)
     assert res["self"] == (1.0, 18)  # the target predicts its own greedy answer; 9 scored tokens per answer
     assert res["draft"][0] > 0.9 and res["head"][0] < 0.5  # a random head rarely agrees
+
+
+def test_the_vocabulary_ceiling_is_the_share_of_answer_tokens_a_reduced_head_can_propose():
+    from specdec.distill.evaluate import answer_agreement, vocabulary_ceiling
+    from specdec.testing import random_head, tiny_pair
+
+    target, _ = tiny_pair(eps=0.0)
+    assert vocabulary_ceiling(random_head(target.model)) is None  # a head over every id: no ceiling
+    full = torch.tensor([[3, 7, 3, 9, 8]])
+    head = random_head(target.model, draft_vocab=[3, 8])
+    assert vocabulary_ceiling(head)(full).tolist() == [3, -1, 3, -1, 8]
+    everything = random_head(target.model, draft_vocab=list(range(target.model.config.vocab_size)))
+    ceilings = {"none": vocabulary_ceiling(random_head(target.model, draft_vocab=[0])),
+                "all": vocabulary_ceiling(everything)}
+    res = answer_agreement(target.model, target.tokenizer, ceilings, prompt_set="everyday", count=2, new_tokens=10)
+    assert res["all"] == (1.0, 18) and res["none"][0] < 0.5
