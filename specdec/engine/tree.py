@@ -199,7 +199,7 @@ def sampled_tree_accept(tokens: torch.Tensor, parents: torch.Tensor, p: torch.Te
     in turn is kept with probability min(1, r(x) / q(x)), else r becomes norm(max(0, r - q)) (for a
     point mass: r(x) = 0, renormalised): SpecInfer's rule for several drafts. Children drawn from a q
     are tried before chosen ones: a chosen node that equals a drawn sibling is that one node (``graft``),
-    and tried first the drawn draft's rejection leaves r(x) = 0, so the chosen duplicate's trial, which
+    and, tried first, the drawn draft's rejection leaves r(x) = 0, so the chosen duplicate's trial, which
     could only fail, changes nothing. When no child is kept, the next token is drawn from r.
     """
     children = _children(parents)
