@@ -423,9 +423,9 @@ class LookupBranchDrafter(Drafter):
         self.last = (self.lookup.matched, committed.shape[1], branch)
         tokens, parents, where = graft(branch, draft.tokens if len(draft) else None, draft.parents)
         q = None
-        if draft.q is not None:  # a sampled draft keeps its q (its rows, also where the branch holds its token);
-            q = torch.nn.functional.one_hot(tokens, draft.q.shape[-1]).to(draft.q.dtype)  # the branch: point masses
-            q[torch.tensor(where, device=q.device)] = draft.q
+        if draft.q is not None:  # the branch's rows point masses; a sampled draft's its own q (also where the
+            q = draft.q.new_zeros(len(tokens), draft.q.shape[-1]).scatter_(1, tokens.view(-1, 1), 1.0)  # branch
+            q[torch.tensor(where, device=q.device)] = draft.q                       # holds the same token)
         return Draft(tokens, q, parents, own=draft)
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
