@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers.utils import logging as transformers_logging
 
 from ..models import load_model
+from .context_fit import ContextFitConfig, fit_context, parse_floats
 from .draft import DraftConfig
 from .evaluate import EvalConfig, run_eval
 from .head_data import HeadDataConfig, build_head_data
@@ -246,6 +247,28 @@ def run_compare(args: dict) -> None:
         print(f"{name}: agreement {agree:.4f} on {positions} answer positions ({args['count']} {args['prompt_set']} prompts)")
 
 
+def add_context_args(c: argparse.ArgumentParser) -> None:
+    """Flags of ``context-vocab`` (:class:`ContextFitConfig`)."""
+    d = ContextFitConfig()
+    add_target(c, d.target)
+    c.add_argument("--head", default=d.head, help="a feature head over a reduced vocabulary (bundled name or directory)")
+    c.add_argument("--data-dir", default=d.data_dir, help="the head's data (its held-out answers are scored)")
+    c.add_argument("--out-dir", default=d.out_dir, help="the head, copied with the fitted columns (may be --head's own)")
+    c.add_argument("--scales", type=parse_floats, default=d.scales, help="scales tried, comma-separated")
+    c.add_argument("--biases", type=parse_floats, default=d.biases, help="biases tried, comma-separated")
+    c.add_argument("--heldout-frac", type=float, default=d.heldout_frac, help="held-out share of prompt keys")
+    c.add_argument("--max-heldout", type=int, default=d.max_heldout, help="held-out answers scored, each kind in turn")
+    c.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "auto"], help="models' dtype")
+    c.add_argument("--threads", type=int, default=d.threads, help="CPU threads")
+
+
+def run_context(args: dict) -> None:
+    """Fit the context columns and print the agreements without and with them."""
+    res = fit_context(ContextFitConfig(**args))
+    print(f"held-out first-draft agreement {res['without']:.4f} without context columns, {res['with']:.4f} with "
+          f"(scale {res['scale']:g}, bias {res['bias']:g}; {res['positions']:.0f} positions, {res['answers']:.0f} answers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with ``gen-data``, ``train`` and ``eval`` subcommands."""
     ap = argparse.ArgumentParser(prog="specdec distill",
@@ -276,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_args(sub.add_parser(
         "compare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="agreement of a feature head and an independent draft with the target's answers to a prompt set"))
+    add_context_args(sub.add_parser(
+        "context-vocab", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="let a reduced head propose the context's other ids: fit their scale and bias on held-out answers",
+        description="Score ids of the context outside a reduced head's vocabulary through the target's LM-head rows "
+                    "(scale * w * h + bias); choose scale and bias on held-out answers of the head's data, teacher-"
+                    "forced, and write the head with them to OUT_DIR (weights copied unchanged; the grid in "
+                    "OUT_DIR/context_grid.csv)."))
     add_curve_args(sub.add_parser(
         "curve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="figure: a head's agreement over training beside the bundled draft's stages"))
@@ -319,6 +349,8 @@ def run(stage: str, args: dict) -> int:
             run_curve(args)
         elif stage == "compare":
             run_compare(args)
+        elif stage == "context-vocab":
+            run_context(args)
         else:
             report_eval(EvalConfig(**args))
     return 0

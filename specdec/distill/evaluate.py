@@ -11,6 +11,7 @@ import torch
 
 from specdec.engine.loop import autoregressive_generate
 from specdec.models import load_model
+from specdec.models.context_vocab import ContextVocab
 from specdec.study.prompts import prompts_for, study_prompts
 
 from .records import Record, collate, load_records, split_records
@@ -77,25 +78,47 @@ def draft_predictor(draft: Any) -> Predictor:
     return predict
 
 
+def head_guesses(head: Any, out: torch.Tensor, context: ContextVocab | None) -> torch.Tensor:
+    """The head's greedy guess from each output row t of one sequence (``out`` (T', H): the row that
+    drafts token t + 2), ``context`` fed the whole sequence: a column counts once tokens 0..t + 1 hold it."""
+    scores, cols = head.head_logits(out, context).float(), head.columns(context)
+    if context is not None and len(context):
+        extra = scores[:, len(cols) - len(context):]
+        extra.masked_fill_(~context.seen_by(torch.arange(1, len(out) + 1, device=out.device)), float("-inf"))
+    best = scores.argmax(-1)
+    return best if cols is None else cols[best]
+
+
 def head_predictor(target: Any, head: Any) -> Predictor:
     """A feature head's first-draft guess for every token t >= 2: from the target's features up to
-    t - 2 and token t - 1, as when it drafts right after the target committed token t - 1."""
+    t - 2 and token t - 1, as when it drafts right after the target committed token t - 1 (with its
+    context columns, when fitted, holding the ids of tokens 0..t - 1)."""
     def predict(full: torch.Tensor) -> torch.Tensor:
         hidden = target(full[:, :-1], output_hidden_states=True).hidden_states
-        first = head.logits(head.step(head.features(hidden)[:, :-1], full[:, 1:-1])).argmax(-1)[0]
+        out = head.step(head.features(hidden)[:, :-1], full[:, 1:-1])[0]
+        context = head.context_vocab()
+        if context is not None:
+            context.add(full[0])
+        first = head_guesses(head, out, context)
         return torch.cat([first.new_full((2,), -1), first])  # first[t] guesses token t + 2
     return predict
 
 
 def vocabulary_ceiling(head: Any) -> Predictor | None:
-    """A guess right at every token a head can propose (its ``draft_vocab``; q is 0 elsewhere) and wrong
-    elsewhere: its agreement is the most that vocabulary allows. None for a head over every id."""
+    """A guess right at every token a head can propose (its ``draft_vocab``, and with context columns any id
+    the tokens before hold; q is 0 elsewhere) and wrong elsewhere: its agreement is the most the head allows.
+    None for a head over every id."""
     ids = getattr(head, "vocab_ids", None)
     if ids is None:
         return None
 
     def predict(full: torch.Tensor) -> torch.Tensor:
         inside = torch.isin(full[0], ids.to(full.device))
+        context = head.context_vocab()
+        if context is not None:
+            context.add(full[0])
+            earlier = context.seen_by(torch.arange(-1, full.shape[1] - 1, device=full.device))  # tokens before t
+            inside |= ((full[0][:, None] == context.ids[None, :]) & earlier).any(-1)
         return torch.where(inside, full[0], torch.full_like(full[0], -1))
     return predict
 

@@ -173,6 +173,7 @@ class FeatureHeadDrafter(Drafter):
         self.forward = Forward(self.model, compiler, max(max_len, prompt_ids.shape[1]), fn=self.model.step)
         self.real = 0  # head cache entries fed with the target's features
         self.pending = []  # fused features of positions real.. not yet fed, (1, rows, H) each
+        self.context = self.model.context_vocab()  # ids of the context the head's own columns lack, if fitted
 
     def commit(self, committed_len, hidden_states=None, first_position=0) -> None:
         self.forward.rollback(self.real)
@@ -193,15 +194,17 @@ class FeatureHeadDrafter(Drafter):
 
     def propose(self, committed: torch.Tensor, n: int) -> Draft:
         hidden = self._catch_up(committed)
+        if self.context is not None:
+            self.context.add(committed[0, self.context.fed:])
         if self.makes_trees:
             return self._tree(hidden, n)
         tokens, qs, joint = [], [], []  # joint: each draft's joint log q, for a price
         for i in range(n):
             if self.params.greedy:  # the argmax of the head's own columns: no full-vocabulary row
-                top_logq, top_id = self.model.top_tokens(hidden[0, -1], 1, self.vocab_size)
+                top_logq, top_id = self.model.top_tokens(hidden[0, -1], 1, self.vocab_size, self.context)
                 token, logq = top_id[0], top_logq[0]
             else:
-                token, q = self.choose(self.model.logits(hidden)[0, -1, : self.vocab_size])
+                token, q = self.choose(self.model.logits(hidden, self.context)[0, -1, : self.vocab_size])
                 qs.append(q)
                 logq = q[token].log()
             tokens.append(token)
@@ -223,7 +226,7 @@ class FeatureHeadDrafter(Drafter):
         the :func:`~.tree.tree_size` likeliest candidates of all kept (:func:`~.tree.rerank`); with a
         price, fewer levels and nodes (:class:`~.tree.TreePrice`)."""
         width, base = self.tree_width, self.real  # the head's cache: base real entries, then the rows fed
-        score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size)
+        score, tok = self.model.top_tokens(hidden[0, -1], width, self.vocab_size, self.context)
         tokens, parents, scores = [tok], [torch.full_like(tok, -1)], [score]
         frontier = torch.arange(width, device=hidden.device)  # candidates to expand next (indices into the concatenated lists)
         front_tok, front_parent, front_score = tok, parents[0], score  # the frontier's tokens, parents, joint log q
@@ -243,7 +246,7 @@ class FeatureHeadDrafter(Drafter):
             out = self.forward(front_hidden, front_tok.view(1, width),
                                attention_mask=mask[:, :, -width:], position_ids=positions[:, -width:])
             self.forwards += 1
-            logq, ids = self.model.top_tokens(out[0], width, self.vocab_size)  # (width, width): per frontier node
+            logq, ids = self.model.top_tokens(out[0], width, self.vocab_size, self.context)  # (width, width): per node
             joint = (front_score[:, None] + logq).flatten()
             tokens.append(ids.flatten())
             parents.append(frontier.repeat_interleave(width))

@@ -25,6 +25,7 @@ from transformers import DynamicCache, LlamaConfig, LlamaModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..files import atomic_path, atomic_write_text
+from .context_vocab import ContextVocab
 
 CONFIG_FILE, WEIGHTS_FILE = "head_config.json", "head.safetensors"
 SIGNATURE_ROWS = 8
@@ -54,6 +55,8 @@ class FeatureHeadConfig:
     max_position_embeddings: int = 2048
     draft_vocab: list[int] | None = None  # target ids the head scores; None: all, through the target's LM head
     embedding_signature: list[float] = field(default_factory=list)
+    context_scale: float | None = None  # with draft_vocab: context ids outside it scored (:mod:`.context_vocab`)
+    context_bias: float = 0.0
 
     @classmethod
     def for_target(cls, target: Any, name: str, feature_layers: list[int] | None = None,
@@ -161,31 +164,46 @@ class FeatureHead(nn.Module):
             x = layer(x, position_ids=position_ids, past_key_values=cache, use_cache=True, position_embeddings=rotary)
         return self.body.norm(x)
 
-    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores over the head's own columns (``draft_vocab``, or the full vocabulary)."""
+    def context_vocab(self) -> ContextVocab | None:
+        """Empty context columns for one generation (None: the head scores every id, or was not fitted)."""
+        cfg = self.head_config
+        if self.lm_head is None or cfg.context_scale is None:
+            return None
+        return ContextVocab(self.target_lm_head[0].weight.detach(), self.vocab_ids, cfg.context_scale, cfg.context_bias)
+
+    def columns(self, context: ContextVocab | None = None) -> torch.Tensor | None:
+        """The target id of each column :meth:`head_logits` returns (None: all ids, in order)."""
+        if self.lm_head is None:
+            return None
+        return self.vocab_ids if context is None else context.columns
+
+    def head_logits(self, hidden: torch.Tensor, context: ContextVocab | None = None) -> torch.Tensor:
+        """Scores over the head's own columns (``draft_vocab``, or the full vocabulary), then ``context``'s."""
         if self.lm_head is not None:
-            return self.lm_head(hidden)
+            small = self.lm_head(hidden)
+            return small if context is None or not len(context) else torch.cat([small, context.scores(hidden)], -1)
         weight = self.target_lm_head[0].weight
         return torch.nn.functional.linear(hidden, weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype))
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Full-vocabulary logits: the head's scores, -inf at ids outside ``draft_vocab`` (q = 0)."""
-        small = self.head_logits(hidden)
-        if self.lm_head is None:
+    def logits(self, hidden: torch.Tensor, context: ContextVocab | None = None) -> torch.Tensor:
+        """Full-vocabulary logits: the head's scores, -inf at ids outside its columns (q = 0)."""
+        small, cols = self.head_logits(hidden, context), self.columns(context)
+        if cols is None:
             return small
         full = small.new_full((*small.shape[:-1], self.head_config.target_vocab_size), float("-inf"))
-        return full.index_copy_(-1, self.vocab_ids, small)
+        return full.index_copy_(-1, cols, small)
 
-    def top_tokens(self, hidden: torch.Tensor, k: int, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def top_tokens(self, hidden: torch.Tensor, k: int, vocab_size: int,
+                   context: ContextVocab | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The k likeliest next ids below ``vocab_size`` and their log q, each (..., k), from the head's
-        own columns (no full-vocabulary row: a token tree ranks many rows at once)."""
-        scores = self.head_logits(hidden).float()
-        if self.lm_head is None:
+        own columns and ``context``'s (no full-vocabulary row: a token tree ranks many rows at once)."""
+        scores, cols = self.head_logits(hidden, context).float(), self.columns(context)
+        if cols is None:
             scores[..., vocab_size:] = float("-inf")
         elif vocab_size < self.head_config.target_vocab_size:
-            scores = scores.masked_fill(self.vocab_ids >= vocab_size, float("-inf"))
+            scores = scores.masked_fill(cols >= vocab_size, float("-inf"))
         logq, col = scores.log_softmax(-1).topk(k, dim=-1)
-        return logq, col if self.lm_head is None else self.vocab_ids[col]
+        return logq, col if cols is None else cols[col]
 
     def restricted(self, keep: list[int], target: Any) -> FeatureHead:
         """A copy scoring only ``keep``, ids it scores now (a smaller EAGLE-3 vocabulary: a cheaper

@@ -78,3 +78,17 @@ def test_the_vocabulary_ceiling_is_the_share_of_answer_tokens_a_reduced_head_can
                 "all": vocabulary_ceiling(everything)}
     res = answer_agreement(target.model, target.tokenizer, ceilings, prompt_set="everyday", count=2, new_tokens=10)
     assert res["all"] == (1.0, 18) and res["none"][0] < 0.5
+
+
+def test_context_columns_let_a_head_guess_and_reach_ids_the_tokens_before_hold():
+    from specdec.distill.evaluate import head_predictor, vocabulary_ceiling
+    from specdec.testing import random_head, tiny_pair
+
+    target, _ = tiny_pair(eps=0.0)
+    head = random_head(target.model, draft_vocab=[3, 8])
+    head.head_config.context_scale, head.head_config.context_bias = 1.0, 0.0
+    full = torch.tensor([[3, 7, 3, 9, 7, 9]])
+    assert vocabulary_ceiling(head)(full).tolist() == [3, -1, 3, -1, 7, 9]  # 7 and 9 once seen before
+    head.head_config.context_bias = 1e4  # a context column, once held, always wins
+    guesses = head_predictor(target.model, head)(full).tolist()
+    assert guesses[:2] == [-1, -1] and guesses[2] == 7 and set(guesses[3:]) <= {7, 9} and 9 in guesses[4:]

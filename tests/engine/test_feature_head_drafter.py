@@ -289,3 +289,64 @@ def test_tree_drafting_refuses_compiling_in_one_line(pair, prompt):
         FeatureHeadDrafter(random_head(target), tree_width=0)
     with pytest.raises(ValueError, match="tree_nodes"):
         FeatureHeadDrafter(random_head(target), tree_width=2, tree_nodes=0)
+
+
+def _context_head(target, scale, bias, **kw):
+    head = random_head(target, draft_vocab=list(range(0, target.config.vocab_size, 2)), **kw)
+    head.head_config.context_scale, head.head_config.context_bias = scale, bias
+    return head
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_head_with_context_columns_proposes_the_contexts_ids_and_stays_lossless(pair, prompt, width):
+    target, _ = pair
+    head = _context_head(target, 1.0, 5.0)  # the context's odd ids score high: drafted often
+    ref = autoregressive_generate(target, prompt, max_new_tokens=NEW).tokens
+    seen = set(prompt[0].tolist())
+    odd = []
+    drafter = FeatureHeadDrafter(head, tree_width=width)
+    original = drafter.propose
+
+    def spy(committed, n):
+        draft = original(committed, n)
+        held = set(committed[0].tolist())
+        odd.extend(t for t in draft.tokens.tolist() if t % 2)
+        assert all(t in held for t in draft.tokens.tolist() if t % 2)  # an odd id only once the context holds it
+        return draft
+
+    drafter.propose = spy
+    for n in (1, 2, 4):
+        res = speculative_generate(target, None, prompt, num_draft_tokens=n, max_new_tokens=NEW, drafter=drafter)
+        assert res.tokens == ref
+    assert odd and seen & set(odd)
+
+
+def test_sampled_output_keeps_the_target_distribution_through_context_columns():
+    spec = FixtureSpec(vocab_size=16, hidden_size=16, num_layers=3, draft_layers=1, num_heads=2,
+                       eps=0.3, head_scale=3.0, seed=5)
+    target, _ = fixture_pair(spec)
+    head = _context_head(target, 1.0, 1.0, seed=1)  # q > 0 on the prompt's odd ids, 0 on the others
+    prompt = torch.tensor([[1, 2, 3, 4]])
+    expected = second_token_marginal(target, prompt)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(16)
+    drafted_odd = accepted = 0
+    drafter = FeatureHeadDrafter(head)
+    original = drafter.propose
+
+    def spy(committed, n):
+        nonlocal drafted_odd
+        draft = original(committed, n)
+        drafted_odd += sum(t % 2 for t in draft.tokens.tolist())
+        absent = [t for t in range(1, 16, 2) if t not in committed[0].tolist()]
+        assert (draft.q[:, absent] == 0).all()  # an odd id the context lacks keeps q = 0
+        return draft
+
+    drafter.propose = spy
+    for _ in range(1500):
+        res = speculative_generate(target, None, prompt, num_draft_tokens=3, max_new_tokens=3,
+                                   temperature=1.0, generator=g, drafter=drafter)
+        counts[res.tokens[1]] += 1
+        accepted += res.stats.accepted
+    assert chi_square(counts, expected) < CHI2_CRITICAL_P001[15]
+    assert accepted > 0 and drafted_odd > 100  # ids 1 and 3, from the prompt, were drafted with q > 0

@@ -146,3 +146,29 @@ def test_layer_ids_beyond_the_target_are_refused(target, tmp_path):
     path.write_text(json.dumps({**json.loads(path.read_text()), "feature_layers": [2, 9]}))
     with pytest.raises(ValueError, match="reads hidden states"):
         load_feature_head(tmp_path / "head", target)
+
+
+def test_a_fitted_head_scores_the_contexts_other_ids_through_the_targets_rows(target, tmp_path):
+    head = random_head(target, draft_vocab=list(range(0, 256, 2)))
+    assert head.context_vocab() is None  # not fitted: q stays 0 outside its ids
+    head.head_config.context_scale, head.head_config.context_bias = 2.0, -1.0
+    context = head.context_vocab()
+    context.add(torch.tensor([4, 7, 9, 7]))
+    hidden = torch.randn(1, 3, 64)
+    with torch.no_grad():
+        logits = head.logits(hidden, context)
+        rows = target.get_output_embeddings().weight[[7, 9]]
+        torch.testing.assert_close(logits[..., [7, 9]], 2.0 * hidden @ rows.T - 1.0)
+        torch.testing.assert_close(logits[..., ::2], head.logits(hidden)[..., ::2])  # its own columns unchanged
+        assert torch.isinf(logits[..., [1, 3, 5, 11]]).all()  # odd ids no context holds: q = 0
+        head.head_config.context_bias = 1e4  # the context's ids outscore every own column
+        context = head.context_vocab()
+        context.add(torch.tensor([7, 9]))
+        _, top = head.top_tokens(hidden[0], 2, 256, context)
+        assert set(top[0].tolist()) == {7, 9}
+        _, top = head.top_tokens(hidden[0], 1, 8, context)  # below the shared vocabulary only
+        assert top.flatten().tolist() == [7, 7, 7]
+    head.head_config.context_bias = -1.0
+    head.save(tmp_path / "head")
+    loaded = load_feature_head(tmp_path / "head", target).head_config
+    assert (loaded.context_scale, loaded.context_bias) == (2.0, -1.0)
