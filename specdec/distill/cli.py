@@ -1,5 +1,6 @@
 """``specdec distill`` / ``python -m specdec.distill``: ``gen-data``, ``train``, ``eval`` (an independent
-draft model) and ``head`` (a feature head over the target's hidden states); ``main(argv) -> int``.
+draft model), ``head`` (a feature head over the target's hidden states), ``context-vocab`` (a reduced head's
+context columns), ``compare`` and ``curve``; ``main(argv) -> int``.
 
 Bad input gives one line on stderr and exit status 2 (argparse's own usage errors included).
 """

@@ -146,7 +146,8 @@ class FeatureHeadDrafter(Drafter):
     once the deepest one's likeliest candidate cannot pay for a head step and a verify row at the tree's
     expected tokens per cost, and the candidates kept are the likeliest ones that maximise it. A chain
     is priced the same way, as a tree one candidate wide: its joint q is the product of the head's
-    probabilities of the tokens it drafted.
+    probabilities of the tokens it drafted. A head over a reduced vocabulary with fitted context columns
+    (:mod:`specdec.models.context_vocab`) also proposes the ids the committed tokens hold outside it.
     """
 
     wants_hidden_states = True

@@ -4,7 +4,8 @@ One Llama decoder layer (or ``num_layers``) over ``fc(concat(embed(x_{t+1}), g_t
 is the target's feature at position t (EAGLE-1: its last hidden state; with several ``feature_layers``,
 a learned fusion of low, middle and high layers as in EAGLE-3) and ``embed`` is the target's own
 embedding. Its output predicts the target's next feature; the target's LM head (or a reduced head of
-the head's own over ``draft_vocab``, EAGLE-3 / FR-Spec) reads it out. While drafting, the head's
+the head's own over ``draft_vocab``, EAGLE-3 / FR-Spec, with the context's other ids read out through
+the target's rows once fitted: :mod:`.context_vocab`) reads it out. While drafting, the head's
 output stands in for the feature the target has not computed yet.
 
 A head belongs to one target: its config records the target's hidden size, layer count,
