@@ -22,9 +22,7 @@ from tqdm import tqdm
 
 from ..files import atomic_write_text
 from ..models import load_head, load_model
-from ..models.context_vocab import ContextVocab
 from ..models.feature_head import CONFIG_FILE
-from .evaluate import head_guesses
 from .head_data import load_sequences
 from .head_train import heldout_answers
 from .teacher import DEFAULT_TARGET
@@ -76,8 +74,8 @@ class ContextFitConfig:
 @torch.no_grad()
 def context_grid(target: Any, head: Any, seqs: list, scales: tuple[float, ...],
                  biases: tuple[float, ...]) -> tuple[torch.Tensor, int, int]:
-    """(hits (S, B), hits without context columns, positions): the head's first-draft agreement with the
-    target's greedy token over the answers of ``seqs``, per scale and bias, teacher-forced."""
+    """(hits (S, B), hits without context columns, positions): a reduced head's first-draft agreement with
+    the target's greedy token over the answers of ``seqs``, per scale and bias, teacher-forced."""
     s = torch.tensor(scales)[:, None, None, None]
     b = torch.tensor(biases)[None, :, None, None]
     hits = torch.zeros(len(scales), len(biases), dtype=torch.long)
@@ -90,19 +88,19 @@ def context_grid(target: Any, head: Any, seqs: list, scales: tuple[float, ...],
         out = head.step(head.features(res.hidden_states)[:, :-1], full[:, 1:-1])[0]  # row t drafts token t + 2
         greedy = res.logits[0, 1:].argmax(-1)  # greedy[t]: the target's own choice for token t + 2
         rows = torch.arange(max(seq.answer_start - 1, 0), len(out), device=out.device)  # tokens answer_start + 1 ..
-        own = head_guesses(head, out, None)
-        base += int((own[rows] == greedy[rows]).sum())
-        positions += len(rows)
-        context = ContextVocab(head.target_lm_head[0].weight.detach(), head.vocab_ids, 1.0, 0.0)
+        small, col = head.head_logits(out[rows]).float().max(-1)
+        own = head.vocab_ids[col]
+        right = int((own == greedy[rows]).sum())
+        base, positions = base + right, positions + len(rows)
+        context = head.context_vocab(scale=1.0, bias=0.0)  # raw scores: scale and bias applied below
         context.add(full[0])
-        small = head.head_logits(out[rows]).float().max(-1).values
         if not len(context):
-            hits += int((own[rows] == greedy[rows]).sum())
+            hits += right
             continue
         raw = context.scores(out[rows]).float()
         raw = raw.masked_fill(~context.seen_by(rows + 1), float("-inf"))
-        val, col = (raw[None, None] * s + b).max(-1)  # (S, B, P)
-        pick = torch.where(val > small, context.ids[col], own[rows])
+        val, extra = (raw[None, None] * s + b).max(-1)  # (S, B, P)
+        pick = torch.where(val > small, context.ids[extra], own)
         hits += (pick == greedy[rows]).sum(-1)
     return hits, base, positions
 

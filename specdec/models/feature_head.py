@@ -165,12 +165,15 @@ class FeatureHead(nn.Module):
             x = layer(x, position_ids=position_ids, past_key_values=cache, use_cache=True, position_embeddings=rotary)
         return self.body.norm(x)
 
-    def context_vocab(self) -> ContextVocab | None:
-        """Empty context columns for one generation (None: the head scores every id, or was not fitted)."""
+    def context_vocab(self, scale: float | None = None, bias: float | None = None) -> ContextVocab | None:
+        """Empty context columns for one generation, scored with the fitted scale and bias unless given
+        (None: the head scores every id, or neither a fit nor a scale is there)."""
         cfg = self.head_config
-        if self.lm_head is None or cfg.context_scale is None:
+        scale = cfg.context_scale if scale is None else scale
+        if self.lm_head is None or scale is None:
             return None
-        return ContextVocab(self.target_lm_head[0].weight.detach(), self.vocab_ids, cfg.context_scale, cfg.context_bias)
+        return ContextVocab(self.target_lm_head[0].weight.detach(), self.vocab_ids, scale,
+                            cfg.context_bias if bias is None else bias)
 
     def columns(self, context: ContextVocab | None = None) -> torch.Tensor | None:
         """The target id of each column :meth:`head_logits` returns (None: all ids, in order)."""
