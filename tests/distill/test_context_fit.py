@@ -79,3 +79,11 @@ def test_a_head_over_every_id_is_refused_in_one_line(fitted_setup, tmp_path, cap
                "--out-dir", str(tmp_path / "x"), "--heldout-frac", "1"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "scores every id already" in err and "\n" not in err and not (tmp_path / "x").exists()
+
+
+def test_columns_that_never_win_are_refused_and_nothing_is_written(fitted_setup, tmp_path, capsys):
+    target_dir, _, _, _, data = fitted_setup
+    rc = main(["context-vocab", "--target", str(target_dir), "--head", str(tmp_path / "head"), "--data-dir", str(data),
+               "--out-dir", str(tmp_path / "x"), "--heldout-frac", "1", "--scales", "1", "--biases=-1000"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "do not pay" in err and "\n" not in err and not (tmp_path / "x").exists()
