@@ -34,6 +34,7 @@ from specdec.engine.cache import crop_to
 from specdec.engine.timing import timed
 from specdec.files import atomic_write_json
 from specdec.models import load_model
+from specdec.models.packed import pack_refusal, packed_twin
 from specdec.study.provenance import machine
 
 
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     prompt = torch.randint(0, model.config.vocab_size, (1, args.prompt_len), generator=torch.Generator().manual_seed(0))
     costs = measure_costs(model, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
     split = forward_breakdown(model, prompt, rows, repeats=max(1, args.repeats // 5))
+    packed = None
+    if pack_refusal(model, rows) is None:
+        twin, _ = packed_twin(model, rows, calibrate=False)
+        packed = measure_costs(twin, None, prompt, ns=[m - 1 for m in rows if m > 1], repeats=args.repeats // 2 + 1)
 
     env = {**machine(), "dtype": args.dtype, "model": args.model, "repeats": args.repeats}
     capped = "".join(f" {k}={v}" for k, v in env["isa_limits"].items())
@@ -135,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'all linears':24s}[{t[1] * 1e3:6.2f}] {form:8s}" + "".join(f"{t[m] / t[1]:7.2f}" for m in rows))
     v = {m: costs.verify_cost[m - 1] for m in rows}
     print(f"{'whole forward v(N)':24s}[{costs.target_step_s * 1e3:6.2f}] {'':8s}" + "".join(f"{v[m]:7.2f}" for m in rows))
+    if packed is not None:  # relative to the unpacked one-row forward: the baseline's
+        vp = {m: packed.target_step_s * packed.verify_cost[m - 1] / costs.target_step_s for m in rows}
+        print(f"{'  packed twin':24s}[{packed.target_step_s * 1e3:6.2f}] {'':8s}" + "".join(f"{vp[m]:7.2f}" for m in rows))
     print("# profiled real forward, ms per forward: matrix kernels, all aten ops, and the unprofiled wall time")
     wall = {m: costs.target_step_s * v[m] for m in rows}
     for label, vals in (("forward: matrix kernels", {m: split[m]["matmul_s"] for m in rows}),
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "all_linears_s": {form: {str(m): t for m, t in totals[form].items()} for form in totals},
             "forward_step_s": costs.target_step_s, "verify_cost": {str(m - 1): v[m] for m in rows},
             "profiled_forward_s": {str(m): split[m] for m in rows},
+            "packed_verify_cost": None if packed is None else {str(m - 1): vp[m] for m in rows},
         }
         atomic_write_json(args.out, record)
     return 0

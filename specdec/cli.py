@@ -13,6 +13,9 @@ FULL_GRID = {"prompt_lengths": "64,128,512", "max_tokens": "32,64,128,256", "n":
              "repeats": 3, "warmup": 1, "prompts_per_cell": 2, "fixed_max_tokens": 64}
 QUICK_GRID = {"prompt_lengths": "64,128", "max_tokens": "16,32", "n": "1,4",
               "repeats": 1, "warmup": 1, "prompts_per_cell": 1, "fixed_max_tokens": 32}
+PACK_HELP = ("fp32 on CPU: our speculative methods verify through a twin of the target whose linear layers are "
+             "pre-packed (MKL) for the verify's row counts, each kept only where measured faster; the baseline "
+             "and HF's methods run the target unchanged")
 
 
 class UsageError(Exception):
@@ -104,6 +107,8 @@ def run_parser(prog: str = "specdec run") -> Parser:
     p.add_argument("--compile", default="off", choices=["off", "on", "both"],
                    help="on: static KV caches and compiled forwards for the baseline and every candidate; "
                         "both: each cell eager and compiled (compile time is reported apart)")
+    p.add_argument("--pack-verify", dest="pack_verify", default="auto", choices=["auto", "on", "off"],
+                   help=PACK_HELP + " (auto: on where it can run)")
     p.add_argument("--quick", action="store_true", help="small grid (a few minutes on CPU)")
     p.add_argument("--resume", action="store_true", help="skip cells already in --output")
     p.add_argument("--no-progress", action="store_true")
@@ -152,7 +157,7 @@ def study_config(args):
         max_tokens=parse_int_grid(pick("max_tokens"), "max-tokens"),
         ns=parse_int_grid(pick("n"), "n", allow_auto=True),
         fixed_prompt_len=args.fixed_prompt_len, fixed_max_tokens=pick("fixed_max_tokens"),
-        fixed_n=args.fixed_n, methods=methods, compile=args.compile,
+        fixed_n=args.fixed_n, methods=methods, compile=args.compile, pack_verify=args.pack_verify,
         tree_width=DEFAULT_TREE_WIDTH if args.tree_width is None else args.tree_width,
         tree_nodes=DEFAULT_TREE_NODES if args.tree_nodes is None else args.tree_nodes)
     cfg.validate()
@@ -264,7 +269,11 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--compile", action="store_true",
                    help="static KV caches and compiled forwards (one untimed warm-up generation compiles them)")
+    p.add_argument("--pack-verify", dest="pack_verify", action="store_true",
+                   help=PACK_HELP + " (off by default here: packing takes seconds before the first token)")
     args = p.parse_args(argv)
+    if args.pack_verify and args.compile:
+        raise UsageError("--pack-verify is for eager runs: compiled forwards pre-pack their weights already")
     if args.method == "autoregressive":
         args.method = "baseline"
     if args.n is not None:

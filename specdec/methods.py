@@ -44,6 +44,7 @@ class Request:
     compiler: Any | None = None  # a specdec.engine.forward.Compiler: run compiled
     tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's expansion per level
     tree_nodes: int | None = DEFAULT_TREE_NODES  # eagle-tree's verified nodes at most (None: N levels × width)
+    packed: Any | None = None  # the target's packed twin (specdec.models.packed): our speculative methods verify with it
 
     def common(self) -> dict:
         return dict(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed,
@@ -56,13 +57,20 @@ class Method:
 
     name: str
     help: str
-    run: Callable[[Request], GenerationResult]
+    generate: Callable[[Request], GenerationResult]
     draft: Literal["model", "head", "random", "none"] = "model"
     study_n: Literal["grid", "fixed", "auto", "default", "none"] = "none"
     streams: bool = True  # reports each step through ``on_step``
     modes: Literal["both", "eager", "compiled"] = "both"
     tree: bool = False  # drafts a token tree (Request.tree_width, tree_nodes)
     branch: bool = False  # its drafts carry a prompt-lookup branch (LOOKUP_TOKENS rows more)
+    packs: bool = True  # runs the request's packed twin as its target when there is one (our speculative loop)
+
+    def run(self, req: Request) -> GenerationResult:
+        """Generate for ``req``; a method of our speculative loop verifies through ``req.packed`` when set."""
+        if req.packed is not None and self.packs:
+            req = replace(req, target=req.packed)
+        return self.generate(req)
 
     def auto_shape(self, tree_width: int, tree_nodes: int | None) -> dict:
         """auto_policy's keywords for this method's drafts (a tree's width and nodes, a branch's rows), so
@@ -155,7 +163,8 @@ def _hf_default(req: Request) -> GenerationResult:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("baseline", "plain decoding: one target forward per token", _baseline, draft="none", streams=False),
+    Method("baseline", "plain decoding: one target forward per token", _baseline, draft="none", streams=False,
+           packs=False),
     Method("speculative", "our loop with the draft model at a fixed N", _speculative, study_n="grid"),
     Method("auto", "our loop, N chosen each step from measured costs and running acceptance", _auto,
            study_n="auto"),
@@ -183,11 +192,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("prompt-lookup", "our loop drafting by n-gram lookup in the context (no draft model)",
            _prompt_lookup, draft="none", study_n="fixed"),
     Method("hf-assisted", "HF assisted generation pinned to a fixed N", _hf_assisted, study_n="grid",
-           streams=False, modes="eager"),
+           streams=False, modes="eager", packs=False),
     Method("hf-default", "HF assisted generation with HF's default settings", _hf_default,
-           study_n="default", streams=False, modes="eager"),
+           study_n="default", streams=False, modes="eager", packs=False),
     Method("hf-static", "HF generate over a static cache with its compiled forward (the compiled baseline's peer)",
-           _hf_static, draft="none", study_n="fixed", streams=False, modes="compiled"),
+           _hf_static, draft="none", study_n="fixed", streams=False, modes="compiled", packs=False),
 )}
 
 # Methods the study can add to its N experiment beside our fixed-N rows (the baseline is always run).

@@ -106,6 +106,16 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     elif method.draft == "head":
         draft = load_head(head, target)
     ids = torch.tensor([chat_prompt_ids(target.tokenizer, args.prompt, args.raw)], device=device)
+    packed, pack_s = None, 0.0
+    if getattr(args, "pack_verify", False) and method.packs:
+        from .engine.forward import DEFAULT_BLOCK_ROWS
+        from .models.packed import packed_twin
+
+        t0 = time.perf_counter()
+        chain = isinstance(args.n, int) and not method.tree and not method.branch
+        packed, choices = packed_twin(target.model, (args.n + 1,) if chain else DEFAULT_BLOCK_ROWS)
+        pack_s = time.perf_counter() - t0
+        kept = ", ".join(str(c.rows) for c in choices if c.kept) or "none (no row count was faster packed)"
     compiler, compile_s = None, 0.0
     if getattr(args, "compile", False):
         compiler = Compiler()
@@ -115,14 +125,15 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
         from .auto.autotune import auto_policy
 
         t0 = time.perf_counter()
-        auto_policy(target.model, draft.model if draft is not None else None, ids, compiler=compiler,
+        auto_policy(packed if packed is not None else target.model, draft.model if draft is not None else None, ids,
+                    compiler=compiler,
                     **method.auto_shape(args.tree_width, args.tree_nodes))
         calibrate_s = time.perf_counter() - t0
     printer = StreamPrinter(target.tokenizer, out, color=out.isatty()) if args.stream else None
     req = Request(target.model, draft.model if draft is not None else None, ids, args.n, args.max_new_tokens,
                   temperature=args.temperature, seed=args.seed, eos_token_id=target.tokenizer.eos_token_id,
                   on_step=printer, compiler=compiler, tree_width=args.tree_width,
-                  tree_nodes=args.tree_nodes)
+                  tree_nodes=args.tree_nodes, packed=packed)
     t0 = time.perf_counter()
     result = method.run(req)
     wall = time.perf_counter() - t0
@@ -133,6 +144,8 @@ def generate_main(args: Any, out: TextIO | None = None) -> int:
     out.write(summary_line(result.stats, wall, args.method) + "\n")
     if compiler is not None:
         out.write(f"compiled: {len(compiler.records)} graphs in {compile_s:.1f} s before the timed run\n")
+    if packed is not None:
+        out.write(f"packed verify: rows {kept} packed in {pack_s:.1f} s before the timed run\n")
     if calibrate_s:
         out.write(f"auto N: c and v(N) measured in {calibrate_s:.1f} s before the timed run\n")
     return 0

@@ -34,6 +34,8 @@ def test_main_writes_a_record(pair, tmp_path):
     assert len(rec["shapes"]) == len(linears)  # every distinct linear shape of the model, once
     assert all(set(s[form]) == {"1", "3"} for s in rec["shapes"] for form in bench_rows.FORMS)
     assert set(rec["profiled_forward_s"]) == {"1", "3"}
+    if torch.backends.mkl.is_available():  # fp32: the packed twin's v(N) beside the model's
+        assert set(rec["packed_verify_cost"]) == {"0", "2"} and rec["packed_verify_cost"]["2"] > 0
 
 
 def test_forward_breakdown_splits_a_real_forward(pair):

@@ -57,6 +57,9 @@ def test_run_then_plot(tmp_path, pair_dirs, capsys):
     (["--prompt-lengths", "600"], "context"),
     (["--pair", "nope"], "unknown pair"),
     (["--tree-width", "0"], "--tree-width must be >= 1"),
+    (["--pack-verify", "on", "--dtype", "bfloat16"], "--pack-verify on packs float32 weights on the CPU, not bfloat16"),
+    (["--pack-verify", "on", "--compile", "on"], "--pack-verify on is for eager runs"),
+    (["--pack-verify", "yes"], "invalid choice"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, pair_dirs, capsys, extra, message):
     out = tmp_path / "r.csv"
@@ -64,6 +67,30 @@ def test_bad_input_one_line_exit_2(tmp_path, pair_dirs, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_run_with_packed_verify_records_the_packs_and_both_costs(tmp_path, pair_dirs):
+    import json
+
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("packed verify needs torch with MKL")
+    out = tmp_path / "experiment_results.csv"
+    assert cli.main(_args(pair_dirs, out, "--experiments", "n", "--pack-verify", "on")) == 0
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["outputs_match"] == "True" for r in rows)
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["config"]["pack_verify"] == "on" and meta["pack_verify"]["packed"]
+    assert [c["rows"] for c in meta["pack_verify"]["rows"]] == [2, 3]  # N + 1 for N = 1, 2
+    assert set(meta["costs_unpacked"]["verify_cost"]) == set(meta["costs"]["verify_cost"])
+    # auto where packs cannot run (bf16): the run goes on unpacked and says why
+    out = tmp_path / "bf16" / "experiment_results.csv"
+    assert cli.main(_args(pair_dirs, out, "--experiments", "n", "--dtype", "bfloat16")) == 0
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["pack_verify"] == {"packed": False, "why_not": "packed verify needs float32 weights (MKL's packed "
+                                   "sgemm); the model is bfloat16"} and "costs_unpacked" not in meta
 
 
 def test_unwritable_output(tmp_path, pair_dirs, capsys):

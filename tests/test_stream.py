@@ -126,3 +126,23 @@ def test_cli_generate_defaults_to_the_heads_tree_with_auto_n(tmp_path, capsys):
         if extra in ([], ["--n", "2"]):
             assert lines[0] == plain  # fp32 greedy: the plain text
         assert any(line.startswith("auto N:") for line in lines) == method.endswith("auto")
+
+
+def test_cli_generate_with_packed_verify_prints_the_same_text(tmp_path, capsys):
+    """``specdec generate --pack-verify``: the text of plain greedy decoding and a line naming the packed rows;
+    with --compile it is refused in one line."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("packed verify needs torch with MKL")
+    target, draft = save_tiny_pair(tmp_path)
+    argv = ["generate", "--big_model", str(target), "--small_model", str(draft), "--prompt", "Thunder",
+            "--max-new-tokens", "10", "--device", "cpu", "--dtype", "float32", "--n", "3"]
+    assert cli.main(argv + ["--method", "baseline"]) == 0
+    plain = capsys.readouterr().out.splitlines()[0]
+    assert cli.main(argv + ["--method", "speculative", "--pack-verify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == plain and lines[-1].startswith("packed verify: rows ")
+    assert cli.main(argv + ["--pack-verify", "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert "--pack-verify is for eager runs" in err and len(err.strip().splitlines()) == 1

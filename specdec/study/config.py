@@ -10,6 +10,7 @@ from ..methods import DEFAULT_TREE_NODES, DEFAULT_TREE_WIDTH, METHODS, STUDY_EXT
 from .prompts import NATURAL_LENGTH, PROMPT_SETS
 
 EXPERIMENTS = ("prompt_length", "max_tokens", "n")
+PACK_MODES = ("auto", "on", "off")  # --pack-verify
 COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}  # --compile: which modes each cell runs in
 
 
@@ -40,6 +41,9 @@ class StudyConfig:
     compile: str = "off"  # "on": static caches + compiled forwards for baseline and candidates; "both": each cell twice
     tree_width: int = DEFAULT_TREE_WIDTH  # eagle-tree's expansion per level
     tree_nodes: int = DEFAULT_TREE_NODES  # eagle-tree's verified nodes at most
+    # our speculative methods verify through the target's packed twin (specdec.models.packed): "on", "off", or
+    # "auto" (on where it can run: fp32 on a CPU with MKL, eager, room for the packs)
+    pack_verify: str = "auto"
 
     def compiled_modes(self) -> tuple[bool, ...]:
         return COMPILE_MODES[self.compile]
@@ -64,6 +68,12 @@ class StudyConfig:
                 raise ValueError(f"unknown method {name!r}; choose from {', '.join(STUDY_EXTRAS)}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {self.compile!r}; choose from {', '.join(COMPILE_MODES)}")
+        if self.pack_verify not in PACK_MODES:
+            raise ValueError(f"unknown --pack-verify {self.pack_verify!r}; choose from {', '.join(PACK_MODES)}")
+        if self.pack_verify == "on" and self.compile != "off":
+            raise ValueError("--pack-verify on is for eager runs: compiled forwards pre-pack their weights already")
+        if self.pack_verify == "on" and (self.dtype != "float32" or self.device != "cpu"):
+            raise ValueError(f"--pack-verify on packs float32 weights on the CPU, not {self.dtype} on {self.device}")
         if "hf-static" in self.methods and not any(self.compiled_modes()):
             raise ValueError("method hf-static is the compiled baseline's reference: it needs --compile on or both")
         if self.prompt_set not in PROMPT_SETS:

@@ -30,6 +30,7 @@ from ..engine.timing import timed
 from ..files import atomic_write_json
 from ..methods import METHODS, Request
 from ..models import LoadedModel
+from ..models.packed import PackUnavailable, pack_refusal, packed_twin
 from .config import Cell, StudyConfig, cells
 from .divergence import classify
 from .prompts import prompts_for
@@ -60,6 +61,12 @@ class Study:
     head: LoadedModel | None = None  # the feature head of the "eagle" method
     _random_draft: torch.nn.Module | None = field(default=None, repr=False)
     _compiler: Compiler | None = field(default=None, repr=False)
+    packed: torch.nn.Module | None = None  # the target's packed twin (--pack-verify): our methods verify with it
+
+    @property
+    def candidate_target(self) -> torch.nn.Module:
+        """The model our speculative methods run as their target: the packed twin when there is one."""
+        return self.packed if self.packed is not None else self.target.model
 
     @property
     def compiler(self) -> Compiler:
@@ -114,29 +121,44 @@ class Study:
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         for method, compiled in auto_cells:
             t0 = time.perf_counter()
-            costs = auto_policy(self.target.model, self.draft_for(method), ids, compiler=self.compiler if compiled else None,
+            costs = auto_policy(self.candidate_target, self.draft_for(method), ids, compiler=self.compiler if compiled else None,
                                 **METHODS[method].auto_shape(self.cfg.tree_width, self.cfg.tree_nodes)).costs
             out[method + (" compiled" if compiled else "")] = {
                 "seconds": time.perf_counter() - t0, "c": costs.c,
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
         return out
 
-    def measure_costs(self, compiled: bool = False) -> dict:
+    def measure_costs(self, compiled: bool = False, packed: bool | None = None) -> dict:
         """c and v(N) of the pair over the N grid (:func:`~specdec.auto.calibration.measure_costs`),
-        eager or compiled."""
+        eager or compiled; through the packed twin when there is one (``packed=False``: the target itself)."""
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         ns = sorted({n for n in (*self.cfg.ns, self.cfg.fixed_n) if n != "auto"})
-        costs = measure_costs(self.target.model, self.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2,
+        target = self.target.model if packed is False else self.candidate_target
+        costs = measure_costs(target, self.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2,
                               compiler=self.compiler if compiled else None)
         return {"target_step_s": costs.target_step_s, "draft_step_s": costs.draft_step_s, "c": costs.c,
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
+
+    def pack(self) -> dict:
+        """Build the packed twin (``--pack-verify``, each row count of the N grid kept where measured faster);
+        for the meta JSON, the choices, or why there is none (``auto`` where it cannot run; ``on`` refuses)."""
+        rows = self.cfg.block_rows()
+        reason = "compiled runs pre-pack their weights already" if any(self.cfg.compiled_modes()) \
+            else pack_refusal(self.target.model, rows)
+        if reason is not None:
+            if self.cfg.pack_verify == "on":
+                raise PackUnavailable(reason)
+            return {"packed": False, "why_not": reason}
+        t0 = time.perf_counter()
+        self.packed, choices = packed_twin(self.target.model, rows)
+        return {"packed": True, "seconds": round(time.perf_counter() - t0, 2), "rows": [c.to_json() for c in choices]}
 
     def run(self, method: str, cell: Cell, ids: torch.Tensor, seed: int) -> Timed:
         """One timed generation of ``method`` for ``cell``'s N and length, EOS ignored."""
         req = Request(self.target.model, self.draft_for(method), ids, cell.n_draft, cell.max_new_tokens,
                       temperature=self.cfg.temperature, seed=seed, eos_token_id=None,
                       compiler=self.compiler if cell.compiled else None, tree_width=self.cfg.tree_width,
-                      tree_nodes=self.cfg.tree_nodes)
+                      tree_nodes=self.cfg.tree_nodes, packed=self.packed)
         return Timed(*timed(lambda: METHODS[method].run(req), self.device))
 
     def pair(self, cell: Cell, ids: torch.Tensor, seed: int) -> tuple[Timed, Timed]:
@@ -242,12 +264,16 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
         meta["attention"] = {"eager": target.model.config._attn_implementation,
                              "compiled": compiled_attention_name(target.model.device) or target.model.config._attn_implementation}
         study = Study(cfg, target, draft, on_row, head)
+        if cfg.pack_verify != "off":
+            meta["pack_verify"] = study.pack()
         sink = CsvSink(csv_path, resume)
         try:
             meta["memory_floor"] = measure_memory_floor(target.model).to_json()
             for mode in cfg.compiled_modes():
                 key = "costs_compiled" if mode and len(cfg.compiled_modes()) > 1 else "costs"
                 meta[key] = old_meta.get(key) or study.measure_costs(mode)
+            if study.packed is not None:  # the same costs without the packs, so the run shows what packing changed
+                meta["costs_unpacked"] = old_meta.get("costs_unpacked") or study.measure_costs(packed=False)
             meta["auto_calibration"] = study.calibrate_auto()
             atomic_write_json(meta_file, meta)
             total, initial = planned_generations(cfg, done)

@@ -126,6 +126,9 @@ def _summarize(df: pd.DataFrame, meta: dict) -> dict:
     """Headline numbers of one mode: best fixed N of ours and the other methods' speedups, match rate, costs."""
     out: dict = {"rows": int(len(df)), "target_model": None, "draft_model": None,
                  "dtype": meta.get("dtype"), "device": meta.get("device"), "costs": meta.get("costs")}
+    if (meta.get("pack_verify") or {}).get("packed"):
+        out["pack_verify"] = {"rows": [r["rows"] for r in meta["pack_verify"]["rows"] if r["kept"]],
+                              "costs_unpacked": meta.get("costs_unpacked")}
     if df.empty:
         return out
     out["target_model"], out["draft_model"] = str(df.target_model.iloc[0]), str(df.draft_model.iloc[0])
@@ -221,6 +224,13 @@ def to_markdown(summary: dict) -> str:
     if "c" in costs:
         v = ", ".join(f"v({k})={x:.2f}" for k, x in costs.get("verify_cost", {}).items())
         lines.append(f"- measured cost ratio c={costs['c']:.3f}; verification cost {v}")
+    if "pack_verify" in summary:
+        pack = summary["pack_verify"]
+        before = (pack.get("costs_unpacked") or {}).get("verify_cost", {})
+        rows = ", ".join(map(str, pack["rows"])) or "none (no row count measured faster packed)"
+        lines.append(f"- our methods verified through the target's packed twin (rows {rows}; baseline and HF methods "
+                     "unpacked); verification cost without packs "
+                     + ", ".join(f"v({k})={x:.2f}" for k, x in before.items()))
     if "greedy_match_rate" in summary:
         cls = summary.get("greedy_classes") or {}
         line = (f"- greedy outputs of {summary['greedy_rows']} pairs: identical {cls.get('identical', 0):.0%}, "
