@@ -83,7 +83,7 @@ def test_run_with_packed_verify_records_the_packs_and_both_costs(tmp_path, pair_
     assert rows and all(r["outputs_match"] == "True" for r in rows)
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["config"]["pack_verify"] == "on" and meta["pack_verify"]["packed"]
-    assert [c["rows"] for c in meta["pack_verify"]["rows"]] == [2, 3]  # N + 1 for N = 1, 2
+    assert [c["rows"] for c in meta["pack_verify"]["rows"]] == [1, 2, 3]  # N + 1 for N = 1, 2; one row: the check
     assert set(meta["costs_unpacked"]["verify_cost"]) == set(meta["costs"]["verify_cost"])
     # auto where packs cannot run (bf16): the run goes on unpacked and says why
     out = tmp_path / "bf16" / "experiment_results.csv"

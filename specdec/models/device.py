@@ -3,7 +3,7 @@
 ``auto`` dtype: bfloat16 where the hardware computes it natively (a CUDA device that supports
 it, a CPU with AVX-512-BF16 or AMX), else float16 on CUDA and float32 on CPU. On a CPU without
 native bf16 an (N+1)-token verify costs ~3× a one-token pass in (emulated) bf16 against ~1.7×
-in fp32, so speculation can only pay in fp32 there.
+in fp32 (~1.3× with pre-packed weights, :mod:`.packed`), so speculation can only pay in fp32 there.
 """
 
 from __future__ import annotations

@@ -121,18 +121,20 @@ def _time_layers(layers: list[torch.nn.Linear | PackedLinear], rows: int, repeat
 
 def choose_packs(model: torch.nn.Module, rows: Iterable[int], repeats: int = 5) -> list[PackChoice]:
     """Time every linear layer of ``model`` at each row count, unpacked and packed, interleaved (A B A B);
-    a row count keeps its pack when packed takes under ``KEEP_BELOW`` of the unpacked time."""
+    a row count keeps its pack when packed takes under ``KEEP_BELOW`` of the unpacked time. One row is
+    measured too but never packed: it is the baseline's step, which runs the model itself, so its
+    choice shows whether packing would have sped the baseline up as well."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     choices = []
     with torch.no_grad():
-        for r in sorted({int(r) for r in rows if int(r) > 1}):
+        for r in sorted({1, *(int(r) for r in rows)}):
             packed = [PackedLinear.from_linear(m, (r,)) for m in linears]
             plain, fast = [], []
             for _ in range(3):
                 plain.append(_time_layers(linears, r, repeats))
                 fast.append(_time_layers(packed, r, repeats))
             a, b = statistics.median(plain), statistics.median(fast)
-            choices.append(PackChoice(r, round(a, 3), round(b, 3), b < KEEP_BELOW * a))
+            choices.append(PackChoice(r, round(a, 3), round(b, 3), r > 1 and b < KEEP_BELOW * a))
     return choices
 
 
@@ -144,7 +146,7 @@ def packed_twin(model: torch.nn.Module, rows: Iterable[int], calibrate: bool = T
     rows = sorted({int(r) for r in rows if int(r) > 1})
     check_packable(model, rows)
     choices = choose_packs(model, rows, repeats) if calibrate else [PackChoice(r, 0.0, 0.0, True) for r in rows]
-    kept = [c.rows for c in choices if c.kept]
+    kept = [c.rows for c in choices if c.kept and c.rows in rows]
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     twin = copy.deepcopy(model, memo=shared)
     with torch.no_grad():

@@ -127,8 +127,10 @@ def _summarize(df: pd.DataFrame, meta: dict) -> dict:
     out: dict = {"rows": int(len(df)), "target_model": None, "draft_model": None,
                  "dtype": meta.get("dtype"), "device": meta.get("device"), "costs": meta.get("costs")}
     if (meta.get("pack_verify") or {}).get("packed"):
-        out["pack_verify"] = {"rows": [r["rows"] for r in meta["pack_verify"]["rows"] if r["kept"]],
-                              "costs_unpacked": meta.get("costs_unpacked")}
+        choices = meta["pack_verify"]["rows"]
+        one = next((r for r in choices if r["rows"] == 1), None)
+        out["pack_verify"] = {"rows": [r["rows"] for r in choices if r["kept"]], "costs_unpacked": meta.get("costs_unpacked"),
+                              "one_row_packed_ratio": one["packed_ms"] / one["unpacked_ms"] if one else None}
     if df.empty:
         return out
     out["target_model"], out["draft_model"] = str(df.target_model.iloc[0]), str(df.draft_model.iloc[0])
@@ -230,7 +232,9 @@ def to_markdown(summary: dict) -> str:
         rows = ", ".join(map(str, pack["rows"])) or "none (no row count measured faster packed)"
         lines.append(f"- our methods verified through the target's packed twin (rows {rows}; baseline and HF methods "
                      "unpacked); verification cost without packs "
-                     + ", ".join(f"v({k})={x:.2f}" for k, x in before.items()))
+                     + ", ".join(f"v({k})={x:.2f}" for k, x in before.items())
+                     + (f"; one row packed would take {pack['one_row_packed_ratio']:.2f}x the baseline's linear time"
+                        if pack.get("one_row_packed_ratio") else ""))
     if "greedy_match_rate" in summary:
         cls = summary.get("greedy_classes") or {}
         line = (f"- greedy outputs of {summary['greedy_rows']} pairs: identical {cls.get('identical', 0):.0%}, "

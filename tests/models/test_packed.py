@@ -71,9 +71,11 @@ def test_baseline_and_hf_methods_ignore_the_twin():
 def test_calibration_reports_each_row_count_and_keeps_only_the_faster():
     target, _ = fixture_pair()
     twin, choices = packed_twin(target, (2, 3, 9), repeats=2)
-    assert [c.rows for c in choices] == [2, 3, 9]
+    assert [c.rows for c in choices] == [1, 2, 3, 9]  # one row measured, as the baseline's check, never packed
+    assert not choices[0].kept
     for c in choices:
-        assert c.unpacked_ms > 0 and c.packed_ms > 0 and c.kept == (c.packed_ms < 0.95 * c.unpacked_ms)
+        assert c.unpacked_ms > 0 and c.packed_ms > 0
+        assert c.kept == (c.rows > 1 and c.packed_ms < 0.95 * c.unpacked_ms)
     assert set(twin.lm_head.packs) == {c.rows for c in choices if c.kept}
 
 
