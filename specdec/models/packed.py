@@ -102,7 +102,8 @@ class PackedLinear(torch.nn.Module):
         pack = self.packs.get(rows)
         if pack is None:
             return F.linear(x, self.weight, self.bias)
-        out = torch.ops.mkl._mkl_linear(x.reshape(rows, x.shape[-1]), pack, self.weight, self.bias, rows)
+        flat = x.reshape(rows, x.shape[-1]).contiguous()  # MKL reads rows packed densely
+        out = torch.ops.mkl._mkl_linear(flat, pack, self.weight, self.bias, rows)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

@@ -15,8 +15,9 @@ def test_packed_linear_equals_linear_at_packed_and_other_row_counts():
     linear = torch.nn.Linear(48, 80, bias=True)
     packed = PackedLinear.from_linear(linear, (3,))
     with torch.no_grad():
-        for shape in ((3, 48), (1, 3, 48), (1, 1, 48), (2, 48), (1, 5, 48)):
-            x = torch.randn(shape)
+        strided = torch.randn(1, 48, 3).transpose(1, 2)  # (1, 3, 48), not contiguous
+        for x in (*(torch.randn(shape) for shape in ((3, 48), (1, 3, 48), (1, 1, 48), (2, 48), (1, 5, 48))), strided):
+            shape = tuple(x.shape)
             out = packed(x)
             assert out.shape == (*shape[:-1], 80)
             torch.testing.assert_close(out, F.linear(x, linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
