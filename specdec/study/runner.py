@@ -128,12 +128,12 @@ class Study:
                 "verify_cost": {str(k): v for k, v in costs.verify_cost.items()}}
         return out
 
-    def measure_costs(self, compiled: bool = False, packed: bool | None = None) -> dict:
+    def measure_costs(self, compiled: bool = False, unpacked: bool = False) -> dict:
         """c and v(N) of the pair over the N grid (:func:`~specdec.auto.calibration.measure_costs`),
-        eager or compiled; through the packed twin when there is one (``packed=False``: the target itself)."""
+        eager or compiled; through the packed twin when there is one, unless ``unpacked``."""
         _, ids = self.prompt_ids(self.cfg.fixed_prompt_len, 1)[0]
         ns = sorted({n for n in (*self.cfg.ns, self.cfg.fixed_n) if n != "auto"})
-        target = self.target.model if packed is False else self.candidate_target
+        target = self.target.model if unpacked else self.candidate_target
         costs = measure_costs(target, self.draft.model, ids, ns=ns, repeats=CALIBRATION_REPEATS, warmup=2,
                               compiler=self.compiler if compiled else None)
         return {"target_step_s": costs.target_step_s, "draft_step_s": costs.draft_step_s, "c": costs.c,
@@ -273,7 +273,7 @@ def run_study(cfg: StudyConfig, target: LoadedModel, draft: LoadedModel, csv_pat
                 key = "costs_compiled" if mode and len(cfg.compiled_modes()) > 1 else "costs"
                 meta[key] = old_meta.get(key) or study.measure_costs(mode)
             if study.packed is not None:  # the same costs without the packs, so the run shows what packing changed
-                meta["costs_unpacked"] = old_meta.get("costs_unpacked") or study.measure_costs(packed=False)
+                meta["costs_unpacked"] = old_meta.get("costs_unpacked") or study.measure_costs(unpacked=True)
             meta["auto_calibration"] = study.calibrate_auto()
             atomic_write_json(meta_file, meta)
             total, initial = planned_generations(cfg, done)

@@ -223,16 +223,14 @@ def to_markdown(summary: dict) -> str:
                                      for n in ns if (v := per.get(str(n))))
             for method, per in table.items()))
     costs = summary.get("costs") or {}
+    verify_costs = lambda c: ", ".join(f"v({k})={x:.2f}" for k, x in (c or {}).get("verify_cost", {}).items())
     if "c" in costs:
-        v = ", ".join(f"v({k})={x:.2f}" for k, x in costs.get("verify_cost", {}).items())
-        lines.append(f"- measured cost ratio c={costs['c']:.3f}; verification cost {v}")
+        lines.append(f"- measured cost ratio c={costs['c']:.3f}; verification cost {verify_costs(costs)}")
     if "pack_verify" in summary:
         pack = summary["pack_verify"]
-        before = (pack.get("costs_unpacked") or {}).get("verify_cost", {})
         rows = ", ".join(map(str, pack["rows"])) or "none (no row count measured faster packed)"
         lines.append(f"- our methods verified through the target's packed twin (rows {rows}; baseline and HF methods "
-                     "unpacked); verification cost without packs "
-                     + ", ".join(f"v({k})={x:.2f}" for k, x in before.items())
+                     f"unpacked); verification cost without packs {verify_costs(pack.get('costs_unpacked'))}"
                      + (f"; one row packed would take {pack['one_row_packed_ratio']:.2f}x the baseline's linear time"
                         if pack.get("one_row_packed_ratio") else ""))
     if "greedy_match_rate" in summary:

@@ -47,8 +47,10 @@ def test_greedy_through_the_twin_equals_plain_decoding(method, n):
     prompt = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(n))
     reference = autoregressive_generate(target, prompt, max_new_tokens=24).tokens
     helper = random_head(target) if method == "eagle" else draft
-    result = METHODS[method].run(Request(target, helper, prompt, n, 24, packed=twin))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        result = METHODS[method].run(Request(target, helper, prompt, n, 24, packed=twin))
     assert result.tokens == reference
+    assert any("_mkl_linear" in e.key for e in prof.key_averages())  # the verifies ran MKL's packed product
     assert result.stats.drafted > 0  # N + 1-row verifies ran
     assert method == "eagle" or result.stats.accepted > 0  # the fixture's draft agrees; a random head rarely
 
